@@ -1,0 +1,34 @@
+use std::path::PathBuf;
+
+/// Failure of a forecast run. `is_retryable` tells a job runner whether another attempt
+/// could succeed (I/O hiccups) or never will (corrupt input, a model that does not fit
+/// the data).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request does not fit the catalog; callers should have validated first.
+    #[error(transparent)]
+    Request(#[from] crate::RequestError),
+    /// The run was cancelled between rollout steps.
+    #[error("forecast cancelled after {steps_done} of {steps_total} steps")]
+    Cancelled { steps_done: u32, steps_total: u32 },
+    /// Input data that cannot be read or decoded; another attempt would fail the same way.
+    #[error("invalid input data in {path}: {message}")]
+    CorruptInput { path: PathBuf, message: String },
+    /// Reading input or writing output failed at the operating-system level.
+    #[error("I/O failed on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The model failed to load or run.
+    #[error("model {model}: {message}")]
+    Model { model: String, message: String },
+}
+
+impl EngineError {
+    /// Whether another attempt of the same request could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EngineError::Io { .. })
+    }
+}

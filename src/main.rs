@@ -1,0 +1,53 @@
+//! `gridcast`: one binary for the embedded service, its distributed processes, and the
+//! forecast engine's command-line tools.
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Debug, Parser)]
+#[command(name = "gridcast", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train the neural forecast model on a dataset's training steps (CPU).
+    Train(cli::train::Args),
+    /// Run one forecast from an init time to a lead time and write CF netCDF.
+    Forecast(cli::forecast::Args),
+    /// Score a model and the persistence and climatology baselines.
+    Evaluate(cli::evaluate::Args),
+    /// List the variables, grid, time axis and missing data of a netCDF or GRIB2 file.
+    Inspect(cli::inspect::Args),
+    /// Run the embedded service: API, queue, workers and scheduler in one process.
+    Serve(cli::serve::Args),
+    /// Run the batch of forecast jobs a TOML file describes through an embedded service.
+    Run(cli::run::Args),
+    /// Submit a forecast job to a running server.
+    Submit(cli::client::SubmitArgs),
+    /// Show one job of a running server.
+    Status(cli::client::StatusArgs),
+    /// List the jobs of a running server.
+    Jobs(cli::client::JobsArgs),
+    /// Download a job's result file.
+    Result(cli::client::ResultArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => cli::train::run(args),
+        Command::Forecast(args) => cli::forecast::run(args),
+        Command::Evaluate(args) => cli::evaluate::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Submit(args) => cli::client::submit(args),
+        Command::Status(args) => cli::client::status(args),
+        Command::Jobs(args) => cli::client::jobs(args),
+        Command::Result(args) => cli::client::result(args),
+    }
+}
