@@ -1,0 +1,43 @@
+use crate::JobState;
+
+/// Failure of a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A backend URL names a scheme this build cannot open.
+    #[error("unsupported {setting} URL `{url}`: supported schemes are {supported}")]
+    UnsupportedUrl {
+        setting: &'static str,
+        url: String,
+        supported: &'static str,
+    },
+    /// Creating the directory behind a `sqlite://` or `file://` URL failed.
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database operation failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("applying database migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("object store operation failed: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// A value read back from the database does not decode; the row was written by an
+    /// incompatible version or edited by hand.
+    #[error("corrupt job row {job_id}: {message}")]
+    CorruptRow { job_id: String, message: String },
+    /// The same idempotency key was sent earlier with a different request body.
+    #[error("idempotency key `{key}` was already used for a different request (job {job_id})")]
+    IdempotencyConflict { key: String, job_id: uuid::Uuid },
+    /// The queue contains `depth` queued jobs and accepts at most `max_depth`.
+    #[error("queue is full: {depth} queued jobs, maximum {max_depth}")]
+    QueueFull { depth: u64, max_depth: u64 },
+    /// A job cannot make the requested transition from its current state.
+    #[error("job {job_id} is {state} and cannot be {action}")]
+    InvalidTransition {
+        job_id: uuid::Uuid,
+        state: JobState,
+        action: &'static str,
+    },
+}

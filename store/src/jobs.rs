@@ -1,0 +1,262 @@
+//! Submission, lookup, listing and cancellation of jobs.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::job::to_millis;
+use crate::row::{decode_job, job_columns};
+use crate::{Job, JobState, NewJob, Store, StoreError};
+
+/// Outcome of [`Store::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submission {
+    /// A new job was queued.
+    Created(Job),
+    /// The idempotency key matched an earlier submission of the same body.
+    Existing(Job),
+}
+
+impl Submission {
+    pub fn job(&self) -> &Job {
+        match self {
+            Submission::Created(job) | Submission::Existing(job) => job,
+        }
+    }
+}
+
+/// Filter and page position of a job listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub state: Option<JobState>,
+    /// Only jobs with `seq` greater than this; the cursor of the previous page.
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// One page of a job listing, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// `seq` of the last job when more jobs follow; pass it as `after_seq` for the next page.
+    pub next_after_seq: Option<i64>,
+}
+
+/// Outcome of [`Store::cancel`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was queued and is now cancelled; it will never start.
+    Cancelled(Job),
+    /// The job is running; its worker stops it at the next rollout step.
+    Requested(Job),
+    /// The job was already cancelled.
+    AlreadyCancelled(Job),
+}
+
+impl Store {
+    /// Queues a job unless the queue already contains `max_queue_depth` queued jobs.
+    ///
+    /// With an idempotency key, a repeated submission of the same body returns the
+    /// earlier job and a different body with the same key is
+    /// [`StoreError::IdempotencyConflict`]. The depth check and the insert are one
+    /// statement, so concurrent submissions cannot overshoot the limit.
+    pub async fn submit(
+        &self,
+        new: NewJob,
+        max_queue_depth: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Submission, StoreError> {
+        if let Some(existing) = self.find_idempotent(&new).await? {
+            return Ok(Submission::Existing(existing));
+        }
+        let id = Uuid::now_v7();
+        let request =
+            serde_json::to_string(&new.request).map_err(|err| StoreError::CorruptRow {
+                job_id: id.to_string(),
+                message: format!("request does not serialise: {err}"),
+            })?;
+        let (key, hash) = match &new.idempotency {
+            Some(idem) => (Some(idem.key.as_str()), Some(idem.request_hash.as_str())),
+            None => (None, None),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, state, request, priority, idempotency_key, request_hash, \
+             steps_total, max_attempts, run_after, created_at, updated_at) \
+             SELECT ?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8 \
+             WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < ?9 \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(request)
+        .bind(new.priority)
+        .bind(key)
+        .bind(hash)
+        .bind(i64::from(new.steps_total))
+        .bind(i64::from(new.max_attempts))
+        .bind(to_millis(now))
+        .bind(i64::try_from(max_queue_depth).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            let job = self
+                .job(id)
+                .await?
+                .ok_or_else(|| missing_after_insert(id))?;
+            return Ok(Submission::Created(job));
+        }
+        // Nothing inserted: either a concurrent submission took the key first, or the
+        // queue is full.
+        if let Some(existing) = self.find_idempotent(&new).await? {
+            return Ok(Submission::Existing(existing));
+        }
+        Err(StoreError::QueueFull {
+            depth: self.queue_depth().await?,
+            max_depth: max_queue_depth,
+        })
+    }
+
+    /// Returns the job stored under the submission's idempotency key, or
+    /// `IdempotencyConflict` when that job was submitted with a different body.
+    async fn find_idempotent(&self, new: &NewJob) -> Result<Option<Job>, StoreError> {
+        let Some(idem) = &new.idempotency else {
+            return Ok(None);
+        };
+        let row = sqlx::query(concat!(
+            "SELECT request_hash, ",
+            job_columns!(),
+            " FROM jobs WHERE idempotency_key = ?"
+        ))
+        .bind(&idem.key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = decode_job(&row)?;
+        let stored_hash: Option<String> = row.try_get("request_hash")?;
+        if stored_hash.as_deref() != Some(idem.request_hash.as_str()) {
+            return Err(StoreError::IdempotencyConflict {
+                key: idem.key.clone(),
+                job_id: job.id,
+            });
+        }
+        Ok(Some(job))
+    }
+
+    pub async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_job).transpose()
+    }
+
+    /// Lists jobs in insertion order. Because `seq` only grows and SQLite commits inserts
+    /// one at a time, paging with `after_seq` neither skips nor repeats a job while new
+    /// jobs are added.
+    pub async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let limit = query.limit.max(1);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) ORDER BY seq LIMIT ?3"
+        ))
+        .bind(query.after_seq.unwrap_or(0))
+        .bind(query.state.map(JobState::as_str))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows.iter().map(decode_job).collect::<Result<Vec<_>, _>>()?;
+        let has_more = jobs.len() > limit as usize;
+        jobs.truncate(limit as usize);
+        let next_after_seq = if has_more {
+            jobs.last().map(|job| job.seq)
+        } else {
+            None
+        };
+        Ok(JobPage {
+            jobs,
+            next_after_seq,
+        })
+    }
+
+    /// Cancels a queued job at once, or flags a running job so its worker stops it.
+    /// Returns `None` when no job has this id.
+    pub async fn cancel(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CancelOutcome>, StoreError> {
+        let queued = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?2, \
+             updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+        )
+        .bind(id.to_string())
+        .bind(to_millis(now))
+        .execute(&self.pool)
+        .await?;
+        if queued.rows_affected() == 0 {
+            sqlx::query(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 \
+                 WHERE id = ?1 AND state = 'running'",
+            )
+            .bind(id.to_string())
+            .bind(to_millis(now))
+            .execute(&self.pool)
+            .await?;
+        }
+        let Some(job) = self.job(id).await? else {
+            return Ok(None);
+        };
+        match job.state {
+            JobState::Cancelled if queued.rows_affected() == 1 => {
+                Ok(Some(CancelOutcome::Cancelled(job)))
+            }
+            JobState::Cancelled => Ok(Some(CancelOutcome::AlreadyCancelled(job))),
+            JobState::Running => Ok(Some(CancelOutcome::Requested(job))),
+            // A job that became queued again between the two updates (a retry) is
+            // cancelled by repeating the first one.
+            JobState::Queued => Box::pin(self.cancel(id, now)).await,
+            state => Err(StoreError::InvalidTransition {
+                job_id: id,
+                state,
+                action: "cancelled",
+            }),
+        }
+    }
+
+    /// Number of jobs in each state, all five states included.
+    pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts: Vec<(JobState, u64)> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            let n: i64 = row.try_get("n")?;
+            if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
+                entry.1 = n.max(0) as u64;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Number of queued jobs, including retries waiting for their backoff.
+    pub async fn queue_depth(&self) -> Result<u64, StoreError> {
+        let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(depth.max(0) as u64)
+    }
+}
+
+fn missing_after_insert(id: Uuid) -> StoreError {
+    StoreError::CorruptRow {
+        job_id: id.to_string(),
+        message: "row not found right after insert".to_owned(),
+    }
+}

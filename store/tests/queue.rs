@@ -1,0 +1,489 @@
+//! Store behaviour against a real SQLite file and a local object store.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use gridcast_store::{
+    CancelOutcome, Heartbeat, Idempotency, JobError, JobState, ListQuery, NewJob, ResultStore,
+    Store, StoreConfig, StoreError, Submission, WorkerIdentity,
+};
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn open_store(dir: &tempfile::TempDir) -> Store {
+    Store::open(&StoreConfig::embedded(dir.path()))
+        .await
+        .expect("open store")
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn seconds(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+fn new_job(priority: i32) -> NewJob {
+    NewJob {
+        request: json!({"dataset": "storm-1996", "lead_hours": 12}),
+        priority,
+        steps_total: 2,
+        max_attempts: 2,
+        idempotency: None,
+    }
+}
+
+fn worker(name: &str) -> WorkerIdentity {
+    WorkerIdentity {
+        worker: name.to_owned(),
+        device: "cpu".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn submit_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let submitted = store.submit(new_job(0), 10, t0()).await.unwrap();
+    let Submission::Created(job) = submitted else {
+        panic!("expected a new job, got {submitted:?}");
+    };
+    let read = store.job(job.id).await.unwrap().expect("job exists");
+    assert_eq!(read, job);
+    assert_eq!(read.state, JobState::Queued);
+    assert_eq!(read.created_at, t0());
+    assert_eq!(read.request["dataset"], "storm-1996");
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = open_store(&dir).await;
+        let job = store.submit(new_job(0), 10, t0()).await.unwrap();
+        store.close().await;
+        job.job().id
+    };
+    let store = open_store(&dir).await;
+    let job = store.job(id).await.unwrap().expect("job survives a reopen");
+    assert_eq!(job.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn idempotency_same_body_and_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let keyed = |hash: &str| NewJob {
+        idempotency: Some(Idempotency {
+            key: "k1".to_owned(),
+            request_hash: hash.to_owned(),
+        }),
+        ..new_job(0)
+    };
+    let first = store.submit(keyed("aa"), 10, t0()).await.unwrap();
+    assert!(matches!(first, Submission::Created(_)));
+    let second = store.submit(keyed("aa"), 10, t0()).await.unwrap();
+    assert!(matches!(second, Submission::Existing(_)));
+    assert_eq!(first.job().id, second.job().id);
+    let conflict = store.submit(keyed("bb"), 10, t0()).await;
+    assert!(
+        matches!(conflict, Err(StoreError::IdempotencyConflict { .. })),
+        "{conflict:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_idempotent_submissions_create_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let job = NewJob {
+                idempotency: Some(Idempotency {
+                    key: "same".to_owned(),
+                    request_hash: "h".to_owned(),
+                }),
+                ..new_job(0)
+            };
+            store.submit(job, 100, t0()).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for task in tasks {
+        let submission = task.await.unwrap();
+        if matches!(submission, Submission::Created(_)) {
+            created += 1;
+        }
+        ids.insert(submission.job().id);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    let page = store
+        .list(&ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 1);
+}
+
+#[tokio::test]
+async fn queue_full_rejects_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    store.submit(new_job(0), 2, t0()).await.unwrap();
+    store.submit(new_job(0), 2, t0()).await.unwrap();
+    let full = store.submit(new_job(0), 2, t0()).await;
+    assert!(
+        matches!(
+            full,
+            Err(StoreError::QueueFull {
+                depth: 2,
+                max_depth: 2
+            })
+        ),
+        "{full:?}"
+    );
+    assert_eq!(store.queue_depth().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn pagination_while_inserting_neither_skips_nor_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    for _ in 0..5 {
+        store.submit(new_job(0), 1000, t0()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after_seq = None;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                state: None,
+                after_seq,
+                limit: 2,
+            })
+            .await
+            .unwrap();
+        seen.extend(page.jobs.iter().map(|job| job.id));
+        let Some(seq) = page.next_after_seq else {
+            break;
+        };
+        after_seq = Some(seq);
+        // Insert between page reads, as clients of a live server would.
+        if seen.len() < 12 {
+            store.submit(new_job(0), 1000, t0()).await.unwrap();
+        }
+    }
+    let all = store
+        .list(&ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    let all_ids: Vec<_> = all.jobs.iter().map(|job| job.id).collect();
+    assert!(all_ids.len() > 5, "jobs were inserted while paging");
+    assert_eq!(seen, all_ids, "paging must return every job once, in order");
+}
+
+#[tokio::test]
+async fn claim_order_priority_then_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let low = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let high = store.submit(new_job(5), 10, t0()).await.unwrap().job().id;
+    let low2 = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let mut order = Vec::new();
+    while let Some(lease) = store.claim(&worker("w"), LEASE, t0()).await.unwrap() {
+        order.push(lease.job_id());
+    }
+    assert_eq!(order, vec![high, low, low2]);
+}
+
+#[tokio::test]
+async fn expired_lease_fences_old_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let first = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .expect("claim");
+    assert_eq!(first.attempt, 1);
+    // Within the lease, no other worker can claim the job.
+    assert!(
+        store
+            .claim(&worker("b"), LEASE, t0() + seconds(29))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let second = store
+        .claim(&worker("b"), LEASE, t0() + seconds(31))
+        .await
+        .unwrap()
+        .expect("expired lease is claimable");
+    assert_eq!(second.job_id(), id);
+    assert_eq!(second.attempt, 2);
+    // The first owner is fenced off.
+    let later = t0() + seconds(32);
+    assert_eq!(
+        store.heartbeat(&first, 1, LEASE, later).await.unwrap(),
+        Heartbeat::Lost
+    );
+    assert!(
+        !store
+            .complete(&first, "k1", &json!({}), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete(&second, "k2", &json!({"steps": 2}), later)
+            .await
+            .unwrap()
+    );
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result_key.as_deref(), Some("k2"));
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.steps_done, job.steps_total);
+}
+
+#[tokio::test]
+async fn heartbeat_extends_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    store.submit(new_job(0), 10, t0()).await.unwrap();
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let beat = store
+        .heartbeat(&lease, 1, LEASE, t0() + seconds(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        beat,
+        Heartbeat::Held {
+            cancel_requested: false
+        }
+    );
+    // 40 s after the claim the original lease is over, but the renewed one runs to 50 s.
+    assert!(
+        store
+            .claim(&worker("b"), LEASE, t0() + seconds(40))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let job = store.job(lease.job_id()).await.unwrap().unwrap();
+    assert_eq!(job.steps_done, 1);
+}
+
+#[tokio::test]
+async fn exhausted_expired_job_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .claim(&worker("b"), LEASE, t0() + seconds(31))
+        .await
+        .unwrap()
+        .unwrap();
+    // Both allowed attempts lost their lease: the job fails instead of a third claim.
+    assert!(
+        store
+            .claim(&worker("c"), LEASE, t0() + seconds(62))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(
+        job.error.as_ref().map(|e| e.code.as_str()),
+        Some("lease_expired")
+    );
+}
+
+#[tokio::test]
+async fn retry_waits_for_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let error = JobError {
+        code: "io".to_owned(),
+        message: "disk hiccup".to_owned(),
+    };
+    assert!(
+        store
+            .retry_later(&lease, &error, t0() + seconds(10), t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim(&worker("a"), LEASE, t0() + seconds(9))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store
+        .claim(&worker("a"), LEASE, t0() + seconds(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.job_id(), id);
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.job.error, Some(error));
+}
+
+#[tokio::test]
+async fn cancel_queued_job_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let outcome = store.cancel(id, t0()).await.unwrap();
+    assert!(
+        matches!(outcome, Some(CancelOutcome::Cancelled(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        store
+            .claim(&worker("a"), LEASE, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store.cancel(id, t0()).await.unwrap();
+    assert!(
+        matches!(again, Some(CancelOutcome::AlreadyCancelled(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        store.cancel(uuid::Uuid::now_v7(), t0()).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn cancel_running_job_reaches_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = store.cancel(id, t0()).await.unwrap();
+    assert!(
+        matches!(outcome, Some(CancelOutcome::Requested(_))),
+        "{outcome:?}"
+    );
+    let beat = store.heartbeat(&lease, 1, LEASE, t0()).await.unwrap();
+    assert_eq!(
+        beat,
+        Heartbeat::Held {
+            cancel_requested: true
+        }
+    );
+    assert!(store.mark_cancelled(&lease, t0()).await.unwrap());
+    assert_eq!(
+        store.job(id).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn cancel_finished_job_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.complete(&lease, "k", &json!({}), t0()).await.unwrap());
+    let outcome = store.cancel(id, t0()).await;
+    assert!(
+        matches!(outcome, Err(StoreError::InvalidTransition { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn result_objects_per_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = uuid::Uuid::now_v7();
+    let first = ResultStore::result_key(id, 1);
+    let second = ResultStore::result_key(id, 2);
+    assert_eq!(second, format!("results/{id}/attempt-2/forecast.nc"));
+    store.results().put(&first, "one".into()).await.unwrap();
+    store.results().put(&second, "two".into()).await.unwrap();
+    assert_eq!(
+        store.results().list_job(id).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(
+        store
+            .results()
+            .delete_other_attempts(id, &second)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.results().list_job(id).await.unwrap(),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        store.results().get(&second).await.unwrap(),
+        "two".as_bytes()
+    );
+    assert!(dir.path().join("objects").join(&second).is_file());
+}
+
+#[tokio::test]
+async fn unsupported_urls_name_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::embedded(dir.path());
+    config.database_url = "postgres://localhost/gridcast".to_owned();
+    let err = Store::open(&config).await.unwrap_err();
+    assert!(err.to_string().contains("database URL"), "{err}");
+    let err = ResultStore::open("s3://bucket/results").unwrap_err();
+    assert!(err.to_string().contains("results URL"), "{err}");
+}
+
+#[tokio::test]
+async fn counts_cover_every_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    store.submit(new_job(0), 10, t0()).await.unwrap();
+    let counts = store.count_by_state().await.unwrap();
+    assert_eq!(counts.len(), 5);
+    assert!(counts.contains(&(JobState::Queued, 1)));
+    assert!(counts.contains(&(JobState::Running, 0)));
+}
