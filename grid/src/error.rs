@@ -1,0 +1,112 @@
+//! The error type of every reader, writer and grid operation in this crate.
+
+use std::path::PathBuf;
+
+/// Errors of the gridded-data readers, writers and grid operations.
+///
+/// Each variant names the file, variable or value involved. Variants that wrap a
+/// library error keep it as the `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum GridError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path} is not a readable netCDF-3 file: {source}")]
+    Netcdf {
+        path: PathBuf,
+        #[source]
+        source: netcdf3::ReadError,
+    },
+
+    #[error("{path} is not a readable GRIB2 file: {source}")]
+    Grib {
+        path: PathBuf,
+        #[source]
+        source: grib::GribError,
+    },
+
+    #[error("{path}: GRIB2 message {message}: {detail}")]
+    GribMessage {
+        path: PathBuf,
+        message: String,
+        detail: String,
+    },
+
+    #[error("invalid dataset descriptor {path}: {source}")]
+    Descriptor {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+
+    #[error("invalid dataset descriptor {path}: key `{key}`: {detail}")]
+    DescriptorValue {
+        path: PathBuf,
+        key: String,
+        detail: String,
+    },
+
+    #[error("{path}: variable `{variable}`: {detail}")]
+    Variable {
+        path: PathBuf,
+        variable: String,
+        detail: String,
+    },
+
+    #[error("{path}: unsupported grid: {detail}")]
+    UnsupportedGrid { path: PathBuf, detail: String },
+
+    #[error("{path}: invalid time axis: {detail}")]
+    TimeAxis { path: PathBuf, detail: String },
+
+    #[error("grid of {path} differs from the grid of {reference}: {detail}")]
+    GridMismatch {
+        path: PathBuf,
+        reference: PathBuf,
+        detail: String,
+    },
+
+    #[error("invalid coordinates: {0}")]
+    Coordinates(String),
+
+    #[error("invalid region {region}: {detail}")]
+    InvalidRegion { region: String, detail: String },
+
+    #[error("region {region} is outside the data domain {domain}: {detail}")]
+    RegionOutsideDomain {
+        region: String,
+        domain: String,
+        detail: String,
+    },
+
+    #[error("cannot write {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+
+    #[error("unrecognised file format of {path}: {detail}")]
+    UnknownFormat { path: PathBuf, detail: String },
+}
+
+impl GridError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        GridError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn variable(
+        path: impl Into<PathBuf>,
+        variable: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        GridError::Variable {
+            path: path.into(),
+            variable: variable.into(),
+            detail: detail.into(),
+        }
+    }
+}
