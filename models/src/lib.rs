@@ -1,1 +1,20 @@
-//! placeholder
+//! The gridcast forecast models: a small U-Net in tendency form, the persistence and
+//! climatology baselines behind one [`Forecaster`] trait, the manifest that describes
+//! a weights file, and deterministic training with candle.
+
+mod error;
+pub mod evaluation;
+mod features;
+mod forecaster;
+pub mod manifest;
+mod network;
+mod neural;
+mod training;
+mod training_data;
+
+pub use error::ModelError;
+pub use forecaster::{Climatology, Forecaster, FrameShape, Persistence};
+pub use manifest::{InputSpec, Manifest};
+pub use neural::{NeuralModel, load};
+pub use training::{EpochLoss, TrainConfig, TrainedModel, masked_mse, train};
+pub use training_data::TrainingData;

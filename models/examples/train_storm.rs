@@ -1,0 +1,65 @@
+//! Development run: trains on storm-1996 steps read straight from the netCDF files and
+//! prints the held-out skill. `cargo run --release -p gridcast-models --example
+//! train_storm -- EPOCHS WIDTH VALIDATION_FRAMES [OUT_DIR]`.
+
+#[path = "../tests/common/storm.rs"]
+mod storm;
+
+use gridcast_models::{
+    Climatology, Forecaster, Persistence, TrainConfig,
+    evaluation::{Analyses, rollout_rmse},
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: usize| args.get(i).map_or(default, |a| a.parse().unwrap());
+    let all = storm::load_storm(&storm::storm_dir());
+    let train = storm::slice_steps(&all, 0..44);
+    let config = TrainConfig {
+        epochs: arg(1, 60),
+        width: arg(2, 16),
+        validation_frames: arg(3, 0),
+        rollout_steps: arg(4, 4),
+        command: args.join(" "),
+        ..TrainConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let trained = gridcast_models::train(&config, &train, &mut |e| {
+        println!(
+            "epoch {:3} rollout {} train {:.4} validation {:?} ({:.0} s)",
+            e.epoch,
+            e.rollout_steps,
+            e.train_loss,
+            e.validation_loss,
+            started.elapsed().as_secs_f64()
+        )
+    })
+    .unwrap();
+    if let Some(dir) = args.get(5) {
+        trained.model.save(std::path::Path::new(dir)).unwrap();
+    }
+    let analyses = Analyses {
+        frames: &all.frames,
+        shape: all.shape,
+        valid_hours: &all.valid_hours,
+        lat: &all.lat,
+    };
+    // Held-out: inits 45..=59 so the history (t-1) and every target are in 44-63.
+    let score = |m: &dyn Forecaster| rollout_rmse(m, &analyses, 45..60, &[1, 4]).unwrap();
+    let clim: &Climatology = trained.model.climatology();
+    let model = score(&trained.model);
+    let persistence = score(&Persistence);
+    let climatology = score(clim);
+    for ((m, p), c) in model.iter().zip(&persistence).zip(&climatology) {
+        println!("lead {} h over {} inits:", m.lead_steps * 6, m.inits);
+        for (i, (name, _)) in all.variables.iter().enumerate() {
+            println!(
+                "  {name:5} model {:9.3} persistence {:9.3} climatology {:9.3} ratio {:.3}",
+                m.rmse[i],
+                p.rmse[i],
+                c.rmse[i],
+                m.rmse[i] / p.rmse[i]
+            );
+        }
+    }
+}

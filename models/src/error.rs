@@ -1,0 +1,62 @@
+//! The error type of the model crate.
+
+use std::path::PathBuf;
+
+/// Errors of loading, running and training a forecast model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A tensor operation failed, for example on mismatched shapes.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// A model file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `manifest.json` is not valid JSON or misses a field.
+    #[error("manifest {path} is invalid: {source}; rewrite it with `gridcast train`")]
+    ManifestJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The weights file does not hash to the SHA-256 the manifest records.
+    #[error(
+        "weights file {path} has SHA-256 {actual} but the manifest expects {expected}; \
+         the file is corrupt or belongs to another model, so retrain or restore it"
+    )]
+    WeightsHash {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// The weights file lacks a tensor or holds one of the wrong shape.
+    #[error("weights file {path} is invalid: {reason}")]
+    InvalidWeights { path: PathBuf, reason: String },
+    /// The network was built without a parameter its layout needs.
+    #[error("network parameter `{name}` is missing; the weights do not match the architecture")]
+    MissingParameter { name: String },
+    /// The caller's data does not match what the model was trained on.
+    #[error("input does not match the model: {}", mismatches.join("; "))]
+    InputMismatch { mismatches: Vec<String> },
+    /// A `step` call received the wrong number of history states or shapes.
+    #[error("invalid history: {0}")]
+    InvalidHistory(String),
+    /// The climatology has no field for the requested hour of day.
+    #[error("no climatology for valid hour {hour_utc} UTC; available hours: {available:?}")]
+    ClimatologyHour { hour_utc: u32, available: Vec<u32> },
+    /// Training data or configuration that cannot be used.
+    #[error("invalid training input: {0}")]
+    InvalidTraining(String),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `manifest.json`: what a weights file was trained on and how to feed it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ModelError;
+
+/// File name of the manifest inside a model directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Version of the manifest layout; bumped when a field changes meaning.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Relative tolerance when comparing grid coordinates, so coordinates that went
+/// through f32 (netCDF `float` axes) still match the f64 values in the manifest.
+const GRID_TOLERANCE: f64 = 1e-5;
+
+/// Description of a trained model, stored next to its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub model_id: String,
+    pub name: String,
+    pub architecture: Architecture,
+    /// Variables in channel order, with their normalisation statistics.
+    pub variables: Vec<VariableStats>,
+    pub grid: GridSpec,
+    pub step_hours: u32,
+    /// Number of consecutive states one step needs; the last is the current state.
+    pub history_len: usize,
+    /// Hours of day (UTC) the climatology has a field for.
+    pub climatology_hours: Vec<u32>,
+    pub training: TrainingRecord,
+    pub weights_file: String,
+    pub weights_sha256: String,
+    pub gridcast_version: String,
+}
+
+/// Network layout; enough to rebuild the layers before loading weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Architecture {
+    /// Layout name; `unet2` is the only one this crate builds.
+    pub name: String,
+    /// Channels of the first level; deeper levels use twice as many.
+    pub width: usize,
+    /// Number of 2x down-sampling steps; grids are padded to a multiple of `2^levels`.
+    pub levels: usize,
+    pub input_channels: usize,
+    pub output_channels: usize,
+    pub parameter_count: usize,
+}
+
+/// One variable with its units and training statistics (units of the variable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariableStats {
+    pub name: String,
+    pub units: String,
+    pub mean: f64,
+    pub std: f64,
+    /// Standard deviation of the change over one step; scales the network's output.
+    pub tendency_std: f64,
+}
+
+/// A regular latitude/longitude grid in degrees, latitude as the slow axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    pub lat: AxisSpec,
+    pub lon: AxisSpec,
+}
+
+/// A regularly spaced axis: `start + i * step` for `i` in `0..count`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AxisSpec {
+    pub start: f64,
+    pub step: f64,
+    pub count: usize,
+}
+
+/// What the weights were trained on and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub dataset: String,
+    pub dataset_sha256: String,
+    /// First and last dataset step index used (inclusive), validation steps included.
+    pub steps: [usize; 2],
+    /// Dataset step indices held back from the gradient for validation, if any.
+    pub validation_steps: Option<[usize; 2]>,
+    pub first_valid_time: String,
+    pub last_valid_time: String,
+    pub command: String,
+    pub seed: u64,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub rollout_steps: usize,
+    pub final_train_loss: f64,
+    pub final_validation_loss: Option<f64>,
+}
+
+/// The caller's data, compared against the manifest by [`Manifest::check_input`].
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec<'a> {
+    /// `(name, units)` in channel order.
+    pub variables: &'a [(String, String)],
+    pub lat: &'a [f64],
+    pub lon: &'a [f64],
+    pub step_hours: u32,
+}
+
+impl AxisSpec {
+    /// Builds the axis from coordinate values, which must be evenly spaced.
+    pub fn from_values(name: &str, values: &[f64]) -> Result<Self, ModelError> {
+        if values.len() < 2 {
+            return Err(ModelError::InvalidTraining(format!(
+                "{name} axis has {} values; at least 2 are needed",
+                values.len()
+            )));
+        }
+        let step = (values[values.len() - 1] - values[0]) / (values.len() - 1) as f64;
+        let axis = AxisSpec {
+            start: values[0],
+            step,
+            count: values.len(),
+        };
+        if let Some(i) = axis.first_difference(values) {
+            return Err(ModelError::InvalidTraining(format!(
+                "{name} axis is not evenly spaced: value {i} is {} but {} was expected",
+                values[i],
+                axis.value(i)
+            )));
+        }
+        Ok(axis)
+    }
+
+    /// Coordinate of index `i`.
+    pub fn value(&self, i: usize) -> f64 {
+        self.start + i as f64 * self.step
+    }
+
+    /// All coordinates.
+    pub fn values(&self) -> Vec<f64> {
+        (0..self.count).map(|i| self.value(i)).collect()
+    }
+
+    /// Index of the first value that differs from this axis, if any.
+    fn first_difference(&self, values: &[f64]) -> Option<usize> {
+        let scale = self.step.abs().max(self.start.abs()).max(1.0);
+        values
+            .iter()
+            .enumerate()
+            .find(|(i, v)| (*v - self.value(*i)).abs() > GRID_TOLERANCE * scale)
+            .map(|(i, _)| i)
+    }
+}
+
+impl Manifest {
+    /// Reads and parses `manifest.json` in `dir`.
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|source| ModelError::ManifestJson { path, source })
+    }
+
+    /// Writes the manifest as pretty JSON to `manifest.json` in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        let path = dir.join(MANIFEST_FILE);
+        let mut text =
+            serde_json::to_string_pretty(self).map_err(|source| ModelError::ManifestJson {
+                path: path.clone(),
+                source,
+            })?;
+        text.push('\n');
+        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
+    }
+
+    /// Compares the caller's variables, units, grid and step with the manifest and
+    /// returns [`ModelError::InputMismatch`] listing every difference.
+    pub fn check_input(&self, input: &InputSpec<'_>) -> Result<(), ModelError> {
+        let mut mismatches = Vec::new();
+        self.check_variables(input.variables, &mut mismatches);
+        check_axis("lat", &self.grid.lat, input.lat, &mut mismatches);
+        check_axis("lon", &self.grid.lon, input.lon, &mut mismatches);
+        if input.step_hours != self.step_hours {
+            mismatches.push(format!(
+                "step is {} h but the model steps {} h",
+                input.step_hours, self.step_hours
+            ));
+        }
+        if mismatches.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::InputMismatch { mismatches })
+        }
+    }
+
+    fn check_variables(&self, input: &[(String, String)], mismatches: &mut Vec<String>) {
+        if input.len() != self.variables.len() {
+            mismatches.push(format!(
+                "{} variables given but the model expects {}: {:?}",
+                input.len(),
+                self.variables.len(),
+                self.variables.iter().map(|v| &v.name).collect::<Vec<_>>()
+            ));
+        }
+        for (i, (expected, (name, units))) in self.variables.iter().zip(input).enumerate() {
+            if *name != expected.name {
+                mismatches.push(format!(
+                    "channel {i} is variable `{name}` but the model expects `{}`",
+                    expected.name
+                ));
+            }
+            if *units != expected.units {
+                mismatches.push(format!(
+                    "variable `{name}` has units `{units}` but the model expects `{}`",
+                    expected.units
+                ));
+            }
+        }
+    }
+}
+
+fn check_axis(name: &str, expected: &AxisSpec, values: &[f64], mismatches: &mut Vec<String>) {
+    if values.len() != expected.count {
+        mismatches.push(format!(
+            "{name} has {} points but the model expects {}",
+            values.len(),
+            expected.count
+        ));
+        return;
+    }
+    if let Some(i) = expected.first_difference(values) {
+        mismatches.push(format!(
+            "{name}[{i}] is {} degrees but the model expects {} (start {}, step {})",
+            values[i],
+            expected.value(i),
+            expected.start,
+            expected.step
+        ));
+    }
+}
+
+/// Computes the lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,170 @@
+//! The `unet2` network: a small U-Net over the whole grid.
+//!
+//! Layout for `levels = L` and `width = w` (all convolutions 3 x 3 with zero padding
+//! 1, each followed by SiLU, except the 1 x 1 head):
+//!
+//! - encoder level `i` in `0..L`: two convolutions to `c(i)` channels, kept as the skip
+//!   connection, then 2 x 2 average pooling;
+//! - bottleneck `mid`: two convolutions to `c(L)` channels;
+//! - decoder level `i` in `(0..L).rev()`: nearest-neighbour 2x up-sampling, concatenation
+//!   with skip `i`, two convolutions to `c(i)` channels;
+//! - `head`: a 1 x 1 convolution to the output channels.
+//!
+//! with `c(0) = w` and `c(i) = 2w` below. Grids whose sides are not multiples of
+//! `2^L` are padded by replicating the edge cells and cropped back after the head.
+
+use std::collections::BTreeMap;
+
+use candle_core::{D, Tensor};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{ModelError, manifest::Architecture};
+
+/// Name of the only layout this module builds.
+pub const UNET2: &str = "unet2";
+
+/// Trainable tensors by name (`enc0.conv1.weight`, ..., `head.bias`).
+pub type Params = BTreeMap<String, Tensor>;
+
+/// Channels at level `i`.
+fn level_channels(arch: &Architecture, i: usize) -> usize {
+    if i == 0 { arch.width } else { 2 * arch.width }
+}
+
+/// Names and shapes of every parameter, in a fixed order (initialisation order).
+pub fn param_shapes(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
+    let mut shapes = Vec::new();
+    let mut block = |name: String, c_in: usize, c_out: usize| {
+        shapes.push((format!("{name}.conv1.weight"), vec![c_out, c_in, 3, 3]));
+        shapes.push((format!("{name}.conv1.bias"), vec![c_out]));
+        shapes.push((format!("{name}.conv2.weight"), vec![c_out, c_out, 3, 3]));
+        shapes.push((format!("{name}.conv2.bias"), vec![c_out]));
+    };
+    let mut c_in = arch.input_channels;
+    for i in 0..arch.levels {
+        block(format!("enc{i}"), c_in, level_channels(arch, i));
+        c_in = level_channels(arch, i);
+    }
+    block("mid".into(), c_in, level_channels(arch, arch.levels));
+    for i in (0..arch.levels).rev() {
+        let c_cat = level_channels(arch, i + 1) + level_channels(arch, i);
+        block(format!("dec{i}"), c_cat, level_channels(arch, i));
+    }
+    let c0 = level_channels(arch, 0);
+    shapes.push(("head.weight".into(), vec![arch.output_channels, c0, 1, 1]));
+    shapes.push(("head.bias".into(), vec![arch.output_channels]));
+    shapes
+}
+
+/// Total number of scalar parameters.
+pub fn parameter_count(arch: &Architecture) -> usize {
+    param_shapes(arch)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
+}
+
+/// Draws initial weights from `rng`: He-uniform for convolutions (bound
+/// `sqrt(6 / fan_in)`, suited to SiLU), zero biases, and a head scaled down by 10 so
+/// the untrained model starts close to persistence.
+pub fn init_values(
+    arch: &Architecture,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    param_shapes(arch)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let values = if name.ends_with(".bias") {
+                vec![0.0; n]
+            } else {
+                let fan_in: usize = shape[1..].iter().product();
+                let mut bound = (6.0 / fan_in as f32).sqrt();
+                if name.starts_with("head.") {
+                    bound *= 0.1;
+                }
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            };
+            (name, shape, values)
+        })
+        .collect()
+}
+
+/// Checks that `params` has exactly the tensors and shapes of `arch`.
+pub fn check_params(arch: &Architecture, params: &Params) -> Result<(), String> {
+    let expected = param_shapes(arch);
+    for (name, shape) in &expected {
+        let tensor = params
+            .get(name)
+            .ok_or_else(|| format!("tensor `{name}` is missing"))?;
+        if tensor.dims() != shape.as_slice() {
+            return Err(format!(
+                "tensor `{name}` has shape {:?} but the architecture needs {shape:?}",
+                tensor.dims()
+            ));
+        }
+    }
+    if let Some(extra) = params
+        .keys()
+        .find(|k| !expected.iter().any(|(n, _)| n == *k))
+    {
+        return Err(format!(
+            "unexpected tensor `{extra}` for architecture {}",
+            arch.name
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the network on `input` `[batch, input_channels, lat, lon]` and returns
+/// `[batch, output_channels, lat, lon]`.
+pub fn forward(arch: &Architecture, params: &Params, input: &Tensor) -> Result<Tensor, ModelError> {
+    let (_, _, n_lat, n_lon) = input.dims4()?;
+    let multiple = 1usize << arch.levels;
+    let pad_lat = n_lat.next_multiple_of(multiple) - n_lat;
+    let pad_lon = n_lon.next_multiple_of(multiple) - n_lon;
+    let x = input
+        .pad_with_same(D::Minus2, pad_lat / 2, pad_lat - pad_lat / 2)?
+        .pad_with_same(D::Minus1, pad_lon / 2, pad_lon - pad_lon / 2)?;
+
+    let mut skips = Vec::with_capacity(arch.levels);
+    let mut x = x;
+    for i in 0..arch.levels {
+        let skip = block(params, &format!("enc{i}"), &x)?;
+        x = skip.avg_pool2d(2)?;
+        skips.push(skip);
+    }
+    x = block(params, "mid", &x)?;
+    for i in (0..arch.levels).rev() {
+        let skip = &skips[i];
+        let (_, _, h, w) = skip.dims4()?;
+        x = x.upsample_nearest2d(h, w)?;
+        x = Tensor::cat(&[&x, skip], 1)?;
+        x = block(params, &format!("dec{i}"), &x)?;
+    }
+    let out = conv(params, "head", &x, 0)?;
+    Ok(out
+        .narrow(D::Minus2, pad_lat / 2, n_lat)?
+        .narrow(D::Minus1, pad_lon / 2, n_lon)?)
+}
+
+fn block(params: &Params, name: &str, x: &Tensor) -> Result<Tensor, ModelError> {
+    let x = conv(params, &format!("{name}.conv1"), x, 1)?.silu()?;
+    Ok(conv(params, &format!("{name}.conv2"), &x, 1)?.silu()?)
+}
+
+fn conv(params: &Params, name: &str, x: &Tensor, padding: usize) -> Result<Tensor, ModelError> {
+    let weight = param(params, &format!("{name}.weight"))?;
+    let bias = param(params, &format!("{name}.bias"))?;
+    let y = x.conv2d(weight, padding, 1, 1, 1)?;
+    Ok(y.broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?)
+}
+
+fn param<'a>(params: &'a Params, name: &str) -> Result<&'a Tensor, ModelError> {
+    params
+        .get(name)
+        .ok_or_else(|| ModelError::MissingParameter {
+            name: name.to_string(),
+        })
+}

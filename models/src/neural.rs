@@ -1,0 +1,226 @@
+//! The trained network behind [`Forecaster`]: loading, saving and one step.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::{
+    Climatology, Forecaster, FrameShape, Manifest, ModelError,
+    features::{self, NetworkContext, Scales, StepInput},
+    manifest::sha256_hex,
+    network::{self, Params, UNET2},
+};
+
+/// Name of the climatology tensor inside the weights file.
+pub const CLIMATOLOGY_TENSOR: &str = "climatology";
+
+/// The U-Net forecast model with its manifest and climatology.
+#[derive(Debug)]
+pub struct NeuralModel {
+    manifest: Manifest,
+    params: Params,
+    climatology: Climatology,
+    scales: Scales,
+    static_channels: Tensor,
+}
+
+/// Loads `manifest.json` and the weights file it names from `dir` onto `device`,
+/// verifying the weights' SHA-256 and tensor shapes.
+pub fn load(dir: &Path, device: &Device) -> Result<NeuralModel, ModelError> {
+    let manifest = Manifest::read(dir)?;
+    let path = dir.join(&manifest.weights_file);
+    let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+    let actual = sha256_hex(&bytes);
+    if actual != manifest.weights_sha256 {
+        return Err(ModelError::WeightsHash {
+            path,
+            expected: manifest.weights_sha256.clone(),
+            actual,
+        });
+    }
+    let invalid = |reason: String| ModelError::InvalidWeights {
+        path: path.clone(),
+        reason,
+    };
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| invalid(format!("not a readable safetensors file: {e}")))?;
+    let climatology = take_climatology(&manifest, &mut tensors, device).map_err(invalid)?;
+    let params: Params = tensors.into_iter().collect();
+    NeuralModel::new(manifest, params, climatology).map_err(|e| match e {
+        ModelError::InvalidTraining(reason) => invalid(reason),
+        other => other,
+    })
+}
+
+fn take_climatology(
+    manifest: &Manifest,
+    tensors: &mut HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<Climatology, String> {
+    let tensor = tensors
+        .remove(CLIMATOLOGY_TENSOR)
+        .ok_or_else(|| format!("tensor `{CLIMATOLOGY_TENSOR}` is missing"))?;
+    let shape = manifest_shape(manifest);
+    let expected = [
+        manifest.climatology_hours.len(),
+        shape.channels,
+        shape.n_lat,
+        shape.n_lon,
+    ];
+    if tensor.dims() != expected {
+        return Err(format!(
+            "climatology has shape {:?} but the manifest needs {expected:?}",
+            tensor.dims()
+        ));
+    }
+    let values = tensor
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| format!("climatology is not f32: {e}"))?;
+    Climatology::from_values(manifest.climatology_hours.clone(), shape, values, device)
+        .map_err(|e| e.to_string())
+}
+
+fn manifest_shape(manifest: &Manifest) -> FrameShape {
+    FrameShape {
+        channels: manifest.variables.len(),
+        n_lat: manifest.grid.lat.count,
+        n_lon: manifest.grid.lon.count,
+    }
+}
+
+impl NeuralModel {
+    /// Assembles a model from its parts, checking that they fit together.
+    pub fn new(
+        manifest: Manifest,
+        params: Params,
+        climatology: Climatology,
+    ) -> Result<Self, ModelError> {
+        let arch = &manifest.architecture;
+        if arch.name != UNET2 {
+            return Err(ModelError::InvalidTraining(format!(
+                "architecture `{}` is not supported; this build knows `{UNET2}`",
+                arch.name
+            )));
+        }
+        network::check_params(arch, &params).map_err(ModelError::InvalidTraining)?;
+        if climatology.shape() != manifest_shape(&manifest) {
+            return Err(ModelError::InvalidTraining(format!(
+                "climatology shape {:?} does not match the manifest {:?}",
+                climatology.shape(),
+                manifest_shape(&manifest)
+            )));
+        }
+        let device = climatology.tensor().device().clone();
+        let scales = Scales::new(&manifest.variables, &device)?;
+        let static_channels = features::static_channels(&manifest.grid, &device)?;
+        Ok(NeuralModel {
+            manifest,
+            params,
+            climatology,
+            scales,
+            static_channels,
+        })
+    }
+
+    /// The manifest the model was loaded with.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The training climatology, for ACC anomalies and the climatology baseline.
+    pub fn climatology(&self) -> &Climatology {
+        &self.climatology
+    }
+
+    /// Device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.climatology.tensor().device()
+    }
+
+    /// Writes the weights and climatology as safetensors into `dir`, then the manifest
+    /// with the weights file's SHA-256 filled in. Returns the written manifest.
+    pub fn save(&self, dir: &Path) -> Result<Manifest, ModelError> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let mut tensors: HashMap<String, Tensor> = self.params.clone().into_iter().collect();
+        tensors.insert(CLIMATOLOGY_TENSOR.into(), self.climatology.tensor().clone());
+        let path = dir.join(&self.manifest.weights_file);
+        candle_core::safetensors::save(&tensors, &path)?;
+        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+        let mut manifest = self.manifest.clone();
+        manifest.weights_sha256 = sha256_hex(&bytes);
+        manifest.write(dir)?;
+        Ok(manifest)
+    }
+
+    fn check_history(&self, history: &[Tensor]) -> Result<(), ModelError> {
+        if history.len() != self.manifest.history_len {
+            return Err(ModelError::InvalidHistory(format!(
+                "{} states given but model {} needs {}",
+                history.len(),
+                self.manifest.model_id,
+                self.manifest.history_len
+            )));
+        }
+        let shape = manifest_shape(&self.manifest);
+        let expected = (shape.channels, shape.n_lat, shape.n_lon);
+        for (i, state) in history.iter().enumerate() {
+            let (_, c, h, w) = state.dims4()?;
+            if (c, h, w) != expected || state.dims()[0] != history[0].dims()[0] {
+                return Err(ModelError::InvalidHistory(format!(
+                    "state {i} has shape {:?} but the model needs [batch, {c}, {h}, {w}] = \
+                     [{}, {}, {}, {}] with one batch size",
+                    state.dims(),
+                    history[0].dims()[0],
+                    expected.0,
+                    expected.1,
+                    expected.2
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Forecaster for NeuralModel {
+    fn id(&self) -> &str {
+        &self.manifest.model_id
+    }
+
+    fn history_len(&self) -> usize {
+        self.manifest.history_len
+    }
+
+    fn step(&self, history: &[Tensor], valid_hour_utc: u32) -> Result<Tensor, ModelError> {
+        self.check_history(history)?;
+        let step = self.manifest.step_hours % 24;
+        let now_hour = (valid_hour_utc % 24 + 24 - step) % 24;
+        let prev_hour = (now_hour + 24 - step) % 24;
+        let device = self.device();
+        let prev = history[0].to_device(device)?;
+        let now = history[1].to_device(device)?;
+        let clim_now = self.climatology.field(now_hour)?;
+        let (z_prev, valid_prev) =
+            features::normalize_state(&prev, &self.climatology.field(prev_hour)?, &self.scales)?;
+        let (z_now, valid_now) = features::normalize_state(&now, &clim_now, &self.scales)?;
+        let trend_valid = (valid_prev * valid_now)?;
+        let clim_valid = self.climatology.field(valid_hour_utc)?;
+        let climate_change = features::climate_change(&clim_now, &clim_valid, &self.scales)?;
+        let ctx = NetworkContext {
+            arch: &self.manifest.architecture,
+            params: &self.params,
+            scales: &self.scales,
+            static_channels: &self.static_channels,
+        };
+        let input = StepInput {
+            z_prev: &z_prev,
+            z_now: &z_now,
+            trend_valid: Some(&trend_valid),
+            climate_change: &climate_change,
+        };
+        let z_next = features::predict_normalized(&ctx, &input)?;
+        let out = features::denormalize_state(&z_next, &self.scales)?;
+        Ok(out.to_device(history[1].device())?)
+    }
+}

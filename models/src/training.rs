@@ -1,0 +1,381 @@
+//! Deterministic training of the U-Net on the CPU (or any candle device).
+//!
+//! Each sample is a window starting at frame `s` (the current state, with `s - 1` as
+//! the previous one). The model is rolled out `R` steps from there and the loss is the
+//! mean over those steps of the latitude-weighted mean squared error in tendency units
+//! (error divided by the variable's one-step tendency std), so every variable and step
+//! counts alike. `R` grows during training: 1 step for the first 40 % of the epochs,
+//! `ceil(rollout_steps / 2)` for the next 30 %, then `rollout_steps`.
+//!
+//! Cells are left out of the loss where the target is missing or where the starting
+//! state was missing, because a tendency from a filled-in state is not defined.
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::{SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
+
+use crate::{
+    Climatology, ModelError, NeuralModel,
+    features::{self, NetworkContext, Scales, StepInput},
+    manifest::{Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord},
+    network::{self, Params, UNET2},
+    training_data::{PreparedFrames, TrainingData, prepare_frames, variable_stats},
+};
+
+/// Hyper-parameters and bookkeeping of one training run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Channels of the first U-Net level.
+    pub width: usize,
+    /// Number of 2x down-sampling steps of the U-Net.
+    pub levels: usize,
+    /// Windows per optimiser step.
+    pub batch_size: usize,
+    /// Steps of the rollout loss at the end of the curriculum.
+    pub rollout_steps: usize,
+    /// Last frames of the data kept out of the gradient and scored as validation.
+    pub validation_frames: usize,
+    pub model_id: String,
+    pub name: String,
+    /// Command line recorded in the manifest.
+    pub command: String,
+    /// Version recorded in the manifest (the caller's package version).
+    pub gridcast_version: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 1996,
+            epochs: 60,
+            learning_rate: 2e-3,
+            weight_decay: 1e-3,
+            width: 16,
+            levels: 2,
+            batch_size: 8,
+            rollout_steps: 4,
+            validation_frames: 0,
+            model_id: "storm-cnn".into(),
+            name: "storm-1996 U-Net, 6 h step".into(),
+            command: String::new(),
+            gridcast_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Losses after one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochLoss {
+    pub epoch: usize,
+    pub rollout_steps: usize,
+    pub train_loss: f64,
+    pub validation_loss: Option<f64>,
+}
+
+/// A trained model and its loss history.
+#[derive(Debug)]
+pub struct TrainedModel {
+    pub model: NeuralModel,
+    pub losses: Vec<EpochLoss>,
+}
+
+/// Everything fixed during a run.
+struct Setup {
+    arch: Architecture,
+    scales: Scales,
+    static_channels: Tensor,
+    frames: PreparedFrames,
+    lat_weights: Tensor,
+    fit_frames: usize,
+}
+
+/// Trains a model on `data` with `config` on the CPU. Same seed, data and machine give
+/// bitwise-identical weights. `on_epoch` is called after every epoch.
+pub fn train(
+    config: &TrainConfig,
+    data: &TrainingData,
+    on_epoch: &mut dyn FnMut(&EpochLoss),
+) -> Result<TrainedModel, ModelError> {
+    let device = Device::Cpu;
+    check_config(config, data)?;
+    let fit_frames = data.len() - config.validation_frames;
+    let stats = variable_stats(data, fit_frames)?;
+    let climatology = Climatology::from_frames(
+        &data.frames[..fit_frames * data.shape.len()],
+        data.shape,
+        &data.valid_hours[..fit_frames],
+        &device,
+    )?;
+    let scales = Scales::new(&stats, &device)?;
+    let grid = GridSpec {
+        lat: AxisSpec::from_values("lat", &data.lat)?,
+        lon: AxisSpec::from_values("lon", &data.lon)?,
+    };
+    let arch = architecture(config, data.shape.channels);
+    let setup = Setup {
+        static_channels: features::static_channels(&grid, &device)?,
+        frames: prepare_frames(data, &climatology, &scales, &device)?,
+        lat_weights: lat_weights(&data.lat, &device)?,
+        scales,
+        arch,
+        fit_frames,
+    };
+    let (params, vars) = init_params(&setup.arch, config.seed, &device)?;
+    let losses = fit(config, &setup, &params, vars, on_epoch)?;
+    let last = losses.last().copied();
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT,
+        model_id: config.model_id.clone(),
+        name: config.name.clone(),
+        architecture: setup.arch.clone(),
+        variables: stats,
+        grid,
+        step_hours: data.step_hours,
+        history_len: 2,
+        climatology_hours: climatology.hours().to_vec(),
+        training: training_record(config, data, last),
+        weights_file: "model.safetensors".into(),
+        weights_sha256: String::new(),
+        gridcast_version: config.gridcast_version.clone(),
+    };
+    let params = params.into_iter().map(|(k, t)| (k, t.detach())).collect();
+    let model = NeuralModel::new(manifest, params, climatology)?;
+    Ok(TrainedModel { model, losses })
+}
+
+fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelError> {
+    data.validate()?;
+    let needed = config.validation_frames + config.rollout_steps + 2;
+    if config.epochs == 0
+        || config.batch_size == 0
+        || config.rollout_steps == 0
+        || config.width == 0
+    {
+        return Err(ModelError::InvalidTraining(format!(
+            "epochs ({}), batch size ({}), rollout steps ({}) and width ({}) must be > 0",
+            config.epochs, config.batch_size, config.rollout_steps, config.width
+        )));
+    }
+    if data.len() < needed {
+        return Err(ModelError::InvalidTraining(format!(
+            "{} frames given; {needed} are needed for {} validation frames and a {}-step rollout",
+            data.len(),
+            config.validation_frames,
+            config.rollout_steps
+        )));
+    }
+    Ok(())
+}
+
+fn architecture(config: &TrainConfig, channels: usize) -> Architecture {
+    let mut arch = Architecture {
+        name: UNET2.into(),
+        width: config.width,
+        levels: config.levels,
+        input_channels: features::CHANNELS_PER_VARIABLE * channels + features::STATIC_CHANNELS,
+        output_channels: channels,
+        parameter_count: 0,
+    };
+    arch.parameter_count = network::parameter_count(&arch);
+    arch
+}
+
+fn training_record(
+    config: &TrainConfig,
+    data: &TrainingData,
+    last: Option<EpochLoss>,
+) -> TrainingRecord {
+    let first = data.step_indices[0];
+    let end = data.step_indices[data.len() - 1];
+    TrainingRecord {
+        dataset: data.dataset_name.clone(),
+        dataset_sha256: data.dataset_sha256.clone(),
+        steps: [first, end],
+        validation_steps: (config.validation_frames > 0)
+            .then(|| [end + 1 - config.validation_frames, end]),
+        first_valid_time: data.valid_times[0].clone(),
+        last_valid_time: data.valid_times[data.len() - 1].clone(),
+        command: config.command.clone(),
+        seed: config.seed,
+        epochs: config.epochs,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        batch_size: config.batch_size,
+        rollout_steps: config.rollout_steps,
+        final_train_loss: last.map_or(f64::NAN, |l| l.train_loss),
+        final_validation_loss: last.and_then(|l| l.validation_loss),
+    }
+}
+
+/// Builds `[1, 1, lat, 1]` weights `cos(lat)` scaled to mean 1.
+fn lat_weights(lat: &[f64], device: &Device) -> Result<Tensor, ModelError> {
+    let raw: Vec<f64> = lat.iter().map(|l| l.to_radians().cos()).collect();
+    let mean = raw.iter().sum::<f64>() / raw.len() as f64;
+    let w: Vec<f32> = raw.iter().map(|w| (w / mean) as f32).collect();
+    Ok(Tensor::from_vec(w, (1, 1, lat.len(), 1), device)?)
+}
+
+fn init_params(
+    arch: &Architecture,
+    seed: u64,
+    device: &Device,
+) -> Result<(Params, Vec<Var>), ModelError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut params = Params::new();
+    let mut vars = Vec::new();
+    for (name, shape, values) in network::init_values(arch, &mut rng) {
+        let var = Var::from_tensor(&Tensor::from_vec(values, shape, device)?)?;
+        params.insert(name, var.as_tensor().clone());
+        vars.push(var);
+    }
+    Ok((params, vars))
+}
+
+/// Computes the latitude-weighted mean of `err^2` over cells where `valid` is 1.
+/// Masked cells are removed with a select, not a product, so a NaN or any other
+/// value there cannot change the loss.
+pub fn masked_mse(
+    err: &Tensor,
+    valid: &Tensor,
+    lat_weights: &Tensor,
+) -> Result<Tensor, ModelError> {
+    let keep = valid.gt(0.5)?;
+    let zeros = err.zeros_like()?;
+    let sq = keep.where_cond(&err.sqr()?, &zeros)?;
+    let weights = valid.broadcast_mul(lat_weights)?;
+    let total = sq.broadcast_mul(lat_weights)?.sum_all()?;
+    let count = weights.sum_all()?.maximum(1e-6)?;
+    Ok(total.div(&count)?)
+}
+
+/// Rollout loss of the windows starting at frames `starts` over `steps` steps.
+fn window_loss(
+    setup: &Setup,
+    params: &Params,
+    starts: &[usize],
+    steps: usize,
+) -> Result<Tensor, ModelError> {
+    let device = setup.frames.z.device();
+    let pick = |t: &Tensor, offset: isize| -> Result<Tensor, ModelError> {
+        let idx: Vec<u32> = starts
+            .iter()
+            .map(|&s| (s as isize + offset) as u32)
+            .collect();
+        let idx = Tensor::new(idx.as_slice(), device)?;
+        Ok(t.index_select(&idx, 0)?)
+    };
+    let f = &setup.frames;
+    let ctx = NetworkContext {
+        arch: &setup.arch,
+        params,
+        scales: &setup.scales,
+        static_channels: &setup.static_channels,
+    };
+    let start_valid = pick(&f.valid, 0)?;
+    let trend_valid = (pick(&f.valid, -1)? * &start_valid)?;
+    let mut z_prev = pick(&f.z, -1)?;
+    let mut z_now = pick(&f.z, 0)?;
+    let mut total: Option<Tensor> = None;
+    for k in 0..steps {
+        let input = StepInput {
+            z_prev: &z_prev,
+            z_now: &z_now,
+            trend_valid: (k == 0).then_some(&trend_valid),
+            climate_change: &pick(&f.climate_change, k as isize)?,
+        };
+        let pred = features::predict_normalized(&ctx, &input)?;
+        let target = pick(&f.z, k as isize + 1)?;
+        let mask = (pick(&f.valid, k as isize + 1)? * &start_valid)?;
+        let err = (&pred - &target)?.broadcast_mul(&setup.scales.std_over_tendency)?;
+        let loss = masked_mse(&err, &mask, &setup.lat_weights)?;
+        total = Some(match total {
+            Some(t) => (t + loss)?,
+            None => loss,
+        });
+        z_prev = z_now;
+        z_now = pred;
+    }
+    let total = total.ok_or_else(|| ModelError::InvalidTraining("rollout of 0 steps".into()))?;
+    Ok((total / steps as f64)?)
+}
+
+/// Rollout length in `epoch` under the curriculum described in the module docs.
+fn curriculum_steps(epoch: usize, epochs: usize, rollout_steps: usize) -> usize {
+    let progress = epoch as f64 / epochs as f64;
+    if progress < 0.4 {
+        1
+    } else if progress < 0.7 {
+        rollout_steps.div_ceil(2)
+    } else {
+        rollout_steps
+    }
+}
+
+fn fit(
+    config: &TrainConfig,
+    setup: &Setup,
+    params: &Params,
+    vars: Vec<Var>,
+    on_epoch: &mut dyn FnMut(&EpochLoss),
+) -> Result<Vec<EpochLoss>, ModelError> {
+    let adam = ParamsAdamW {
+        lr: config.learning_rate,
+        weight_decay: config.weight_decay,
+        ..ParamsAdamW::default()
+    };
+    let mut optimizer = AdamW::new(vars, adam)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
+    let mut losses = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        let steps = curriculum_steps(epoch, config.epochs, config.rollout_steps);
+        // Cosine decay to 10 % of the initial learning rate.
+        let phase = epoch as f64 / config.epochs as f64;
+        let lr = config.learning_rate * (0.1 + 0.45 * (1.0 + (std::f64::consts::PI * phase).cos()));
+        optimizer.set_learning_rate(lr);
+        // Windows whose previous state is frame s - 1 >= 0 and whose last target
+        // s + steps lies in the fitted frames.
+        let mut starts: Vec<usize> = (1..setup.fit_frames - steps).collect();
+        starts.shuffle(&mut rng);
+        let mut sum = 0.0;
+        for batch in starts.chunks(config.batch_size) {
+            let loss = window_loss(setup, params, batch, steps)?;
+            optimizer.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        }
+        let record = EpochLoss {
+            epoch,
+            rollout_steps: steps,
+            train_loss: sum / starts.len() as f64,
+            validation_loss: validation_loss(config, setup, params)?,
+        };
+        on_epoch(&record);
+        losses.push(record);
+    }
+    Ok(losses)
+}
+
+/// Rollout loss over windows whose first target is a validation frame.
+fn validation_loss(
+    config: &TrainConfig,
+    setup: &Setup,
+    params: &Params,
+) -> Result<Option<f64>, ModelError> {
+    if config.validation_frames == 0 {
+        return Ok(None);
+    }
+    let n_frames = setup.frames.z.dim(0)?;
+    let first = setup.fit_frames.saturating_sub(1).max(1);
+    let steps = config.rollout_steps;
+    let starts: Vec<usize> = (first..n_frames.saturating_sub(steps)).collect();
+    if starts.is_empty() {
+        return Ok(None);
+    }
+    let loss = window_loss(setup, params, &starts, steps)?;
+    Ok(Some(loss.to_scalar::<f32>()? as f64))
+}
