@@ -3,11 +3,27 @@
 //! the services run: request validation against a catalog, autoregressive rollout to a
 //! CF netCDF file, and verification.
 //!
-//! This crate is synchronous and CPU/GPU bound. Async callers run it under
+//! This crate is synchronous and CPU bound. Async callers run it under
 //! `tokio::task::spawn_blocking`.
 
+mod catalog;
+mod climatology;
 mod error;
+mod evaluate;
+mod forecaster;
+mod output;
 mod request;
+mod rollout;
+mod skill;
+mod state;
+mod validate;
 
+pub use catalog::{
+    CLIMATOLOGY, Catalog, DatasetInfo, GridInfo, ModelInfo, PERSISTENCE, TimeAxisInfo, VariableInfo,
+};
 pub use error::EngineError;
-pub use request::{ForecastRequest, Region, RequestError};
+pub use evaluate::{EvaluationPlan, Score, evaluate};
+pub use gridcast_grid::Region;
+pub use output::FILL_VALUE;
+pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
+pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};

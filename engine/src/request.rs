@@ -1,4 +1,5 @@
 use chrono::{DateTime, Utc};
+use gridcast_grid::Region;
 use serde::{Deserialize, Serialize};
 
 /// A forecast as a user asks for it. Optional fields fall back to the dataset's default
@@ -24,16 +25,6 @@ fn one() -> u32 {
     1
 }
 
-/// Bounding box in degrees north and east. `west > east` crosses the antimeridian.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Region {
-    pub south: f64,
-    pub north: f64,
-    pub west: f64,
-    pub east: f64,
-}
-
 /// A request that does not fit the catalog, naming the offending field so the API can
 /// answer `{"error": {"code", "message", "field"}}` with a 4xx.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,4 +34,50 @@ pub struct RequestError {
     pub field: String,
     /// What is wrong and what is accepted instead.
     pub message: String,
+}
+
+/// Limits a deployment places on requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Longest lead time accepted, in hours.
+    pub max_lead_hours: u32,
+    /// Largest ensemble accepted.
+    pub max_members: u32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        // Ten days of 6-hourly steps: far past the skill horizon of a regional model,
+        // but it bounds the run time one request can claim.
+        RequestLimits {
+            max_lead_hours: 240,
+            max_members: 1,
+        }
+    }
+}
+
+/// A request checked against the catalog, with every optional field resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValidatedRequest {
+    /// The request with `model`, `region` and `variables` filled in.
+    pub request: ForecastRequest,
+    pub model: String,
+    pub variables: Vec<String>,
+    pub region: Region,
+    /// Index of the init time on the dataset's time axis.
+    pub init_index: usize,
+    pub step_hours: u32,
+    /// Rollout steps to reach the lead time.
+    pub steps: u32,
+    /// Grid cells of the output region, per variable and step.
+    pub grid_cells: usize,
+}
+
+impl RequestError {
+    pub(crate) fn new(field: &str, message: impl Into<String>) -> RequestError {
+        RequestError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
 }

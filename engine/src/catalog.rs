@@ -1,0 +1,286 @@
+//! What can be asked for: the datasets under a data root and the models under a model
+//! root, loaded once at start-up and shared by every request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+use chrono::{DateTime, Utc};
+use gridcast_grid::Dataset;
+use gridcast_models::NeuralModel;
+use serde::Serialize;
+
+use crate::EngineError;
+use crate::climatology::Climatology;
+use crate::forecaster::Forecaster;
+
+/// Model ids that are always available: they need no weights.
+pub const PERSISTENCE: &str = "persistence";
+pub const CLIMATOLOGY: &str = "climatology";
+
+/// Datasets and models known to this process.
+pub struct Catalog {
+    data_root: PathBuf,
+    datasets: BTreeMap<String, Arc<Dataset>>,
+    /// Training-period climatology per dataset name, for datasets a neural model of
+    /// the catalog was trained on.
+    climatologies: BTreeMap<String, Arc<Climatology>>,
+    models: BTreeMap<String, Arc<NeuralModel>>,
+}
+
+/// A dataset as `GET /v1/datasets` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub description: String,
+    pub grid: GridInfo,
+    pub times: TimeAxisInfo,
+    pub step_hours: u32,
+    pub default_model: Option<String>,
+    pub variables: Vec<VariableInfo>,
+    pub sha256: String,
+}
+
+/// A regular lat/lon grid in degrees, in gridcast's canonical order (latitude south to
+/// north, longitude west to east).
+#[derive(Debug, Clone, Serialize)]
+pub struct GridInfo {
+    pub lat_first: f64,
+    pub lat_last: f64,
+    pub lat_count: usize,
+    pub lon_first: f64,
+    pub lon_last: f64,
+    pub lon_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeAxisInfo {
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariableInfo {
+    pub name: String,
+    pub units: String,
+    pub long_name: String,
+}
+
+/// A model as `GET /v1/models` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    /// `neural`, `persistence` or `climatology`.
+    pub kind: String,
+    pub description: String,
+    /// Variables the model predicts; empty for baselines, which carry every variable.
+    pub variables: Vec<VariableInfo>,
+    /// Step length in hours; baselines take the dataset's step.
+    pub step_hours: Option<u32>,
+    pub weights_sha256: Option<String>,
+}
+
+impl Catalog {
+    /// Loads every dataset directory under `data_root` that has a `dataset.toml`, and
+    /// every model directory under `model_root` that has a `manifest.json`.
+    pub fn open(data_root: &Path, model_root: &Path) -> Result<Catalog, EngineError> {
+        let mut datasets = BTreeMap::new();
+        for dir in subdirectories_with(data_root, "dataset.toml")? {
+            let dataset = Dataset::open(&dir).map_err(|err| EngineError::CorruptInput {
+                path: dir.clone(),
+                message: err.to_string(),
+            })?;
+            datasets.insert(dataset.name.clone(), Arc::new(dataset));
+        }
+        let mut models = BTreeMap::new();
+        let mut climatologies = BTreeMap::new();
+        for dir in subdirectories_with(model_root, "manifest.json")? {
+            let model =
+                gridcast_models::load(&dir, &Device::Cpu).map_err(|err| EngineError::Model {
+                    model: dir.display().to_string(),
+                    message: err.to_string(),
+                })?;
+            let training = &model.manifest().training;
+            if let Some(dataset) = datasets.get(&training.dataset) {
+                let [first, last] = training.steps;
+                if last < dataset.times.len() && first <= last {
+                    let climatology = Climatology::from_dataset(dataset, first..last + 1);
+                    climatologies.insert(training.dataset.clone(), Arc::new(climatology));
+                }
+            }
+            models.insert(model.manifest().model_id.clone(), Arc::new(model));
+        }
+        Ok(Catalog {
+            data_root: data_root.to_path_buf(),
+            datasets,
+            climatologies,
+            models,
+        })
+    }
+
+    pub fn data_root(&self) -> &Path {
+        &self.data_root
+    }
+
+    pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
+        self.datasets.get(name)
+    }
+
+    pub fn dataset_names(&self) -> impl Iterator<Item = &str> {
+        self.datasets.keys().map(String::as_str)
+    }
+
+    pub fn model_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.models.keys().cloned().collect();
+        ids.push(PERSISTENCE.to_string());
+        if !self.climatologies.is_empty() {
+            ids.push(CLIMATOLOGY.to_string());
+        }
+        ids
+    }
+
+    pub fn datasets(&self) -> Vec<DatasetInfo> {
+        self.datasets.values().map(|d| dataset_info(d)).collect()
+    }
+
+    pub fn models(&self) -> Vec<ModelInfo> {
+        let mut infos: Vec<ModelInfo> =
+            self.models.values().map(|m| neural_model_info(m)).collect();
+        infos.push(ModelInfo {
+            id: PERSISTENCE.to_string(),
+            kind: PERSISTENCE.to_string(),
+            description: "the initial state, unchanged at every lead".to_string(),
+            variables: Vec::new(),
+            step_hours: None,
+            weights_sha256: None,
+        });
+        if !self.climatologies.is_empty() {
+            infos.push(ModelInfo {
+                id: CLIMATOLOGY.to_string(),
+                kind: CLIMATOLOGY.to_string(),
+                description: "the training-period mean per grid cell and hour of day".to_string(),
+                variables: Vec::new(),
+                step_hours: None,
+                weights_sha256: None,
+            });
+        }
+        infos
+    }
+}
+
+fn subdirectories_with(root: &Path, marker: &str) -> Result<Vec<PathBuf>, EngineError> {
+    let io_error = |source| EngineError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(io_error)? {
+        let path = entry.map_err(io_error)?.path();
+        if path.join(marker).is_file() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn dataset_info(dataset: &Dataset) -> DatasetInfo {
+    let grid = &dataset.grid;
+    DatasetInfo {
+        name: dataset.name.clone(),
+        description: dataset.description.clone(),
+        grid: GridInfo {
+            lat_first: grid.lat[0],
+            lat_last: grid.lat[grid.lat.len() - 1],
+            lat_count: grid.lat.len(),
+            lon_first: grid.lon[0],
+            lon_last: grid.lon[grid.lon.len() - 1],
+            lon_count: grid.lon.len(),
+        },
+        times: TimeAxisInfo {
+            first: dataset.times[0],
+            last: dataset.times[dataset.times.len() - 1],
+            count: dataset.times.len(),
+        },
+        step_hours: dataset.step_hours,
+        default_model: dataset.default_model.clone(),
+        variables: dataset
+            .variables
+            .iter()
+            .map(|v| VariableInfo {
+                name: v.name.clone(),
+                units: v.units.clone(),
+                long_name: v.long_name.clone(),
+            })
+            .collect(),
+        sha256: dataset.sha256.clone(),
+    }
+}
+
+impl Catalog {
+    /// The forecast system `model` names, bound to `dataset`.
+    pub(crate) fn forecaster(
+        &self,
+        model: &str,
+        dataset: &Dataset,
+    ) -> Result<Forecaster, EngineError> {
+        match model {
+            PERSISTENCE => Ok(Forecaster::persistence(dataset)),
+            CLIMATOLOGY => match self.climatology_for(dataset)? {
+                Some(climatology) => Ok(Forecaster::climatology(dataset, climatology)),
+                None => Err(EngineError::Model {
+                    model: CLIMATOLOGY.to_string(),
+                    message: format!(
+                        "no neural model was trained on dataset {:?}, so it has no \
+                         training-period climatology; use \"persistence\"",
+                        dataset.name
+                    ),
+                }),
+            },
+            other => {
+                let model = self.models.get(other).ok_or_else(|| EngineError::Model {
+                    model: other.to_string(),
+                    message: "not in the catalog".to_string(),
+                })?;
+                Forecaster::neural(model.clone(), dataset)
+            }
+        }
+    }
+
+    /// The training-period climatology of `dataset`, if a model was trained on it.
+    pub(crate) fn climatology_for(
+        &self,
+        dataset: &Dataset,
+    ) -> Result<Option<Arc<Climatology>>, EngineError> {
+        Ok(self.climatologies.get(&dataset.name).cloned())
+    }
+}
+
+fn neural_model_info(model: &NeuralModel) -> ModelInfo {
+    let manifest = model.manifest();
+    ModelInfo {
+        id: manifest.model_id.clone(),
+        kind: "neural".to_string(),
+        description: format!(
+            "{} ({}, trained on {} steps {}-{})",
+            manifest.name,
+            manifest.architecture.name,
+            manifest.training.dataset,
+            manifest.training.steps[0],
+            manifest.training.steps[1]
+        ),
+        variables: manifest
+            .variables
+            .iter()
+            .map(|v| VariableInfo {
+                name: v.name.clone(),
+                units: v.units.clone(),
+                long_name: String::new(),
+            })
+            .collect(),
+        step_hours: Some(manifest.step_hours),
+        weights_sha256: Some(manifest.weights_sha256.clone()),
+    }
+}

@@ -1,0 +1,153 @@
+//! Verification: latitude-weighted RMSE and ACC of a model and the baselines over a
+//! set of init times and leads, against the dataset's own analyses.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use gridcast_grid::Dataset;
+use gridcast_kernels::{GridShape, acc, cos_lat_weights, rmse};
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::climatology::Climatology;
+use crate::forecaster::Forecaster;
+use crate::state::History;
+use crate::{EngineError, RequestError};
+
+/// What to score.
+#[derive(Debug, Clone)]
+pub struct EvaluationPlan {
+    pub dataset: String,
+    /// Systems to score: model ids of the catalog, `persistence` or `climatology`.
+    pub systems: Vec<String>,
+    /// Time indices of the init states.
+    pub init_steps: Vec<usize>,
+    pub lead_hours: Vec<u32>,
+}
+
+/// One row of the verification table: one system, variable and lead, averaged over
+/// the init times whose valid time lies in the data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    pub variable: String,
+    pub lead_hours: u32,
+    pub system: String,
+    /// Square root of the mean over init times of the latitude-weighted MSE.
+    pub rmse: f64,
+    /// Mean over init times of the anomaly correlation; `None` where it is undefined
+    /// (the climatology forecast has no anomaly) or no climatology is available.
+    pub acc: Option<f64>,
+    pub n_inits: usize,
+}
+
+#[derive(Default)]
+struct Sums {
+    squared_error: f64,
+    acc: f64,
+    acc_count: usize,
+    count: usize,
+}
+
+/// Scores every system of `plan` over the whole grid of its dataset.
+pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, EngineError> {
+    let dataset = catalog.dataset(&plan.dataset).ok_or_else(|| {
+        RequestError::new("dataset", format!("unknown dataset {:?}", plan.dataset))
+    })?;
+    let weights = cos_lat_weights(&dataset.grid.lat).map_err(|err| EngineError::CorruptInput {
+        path: catalog.data_root().join(&dataset.name),
+        message: err.to_string(),
+    })?;
+    let climatology = catalog.climatology_for(dataset)?;
+    let mut scores = Vec::new();
+    for system in &plan.systems {
+        let forecaster = catalog.forecaster(system, dataset)?;
+        let sums = score_system(dataset, &forecaster, plan, &weights, climatology.as_deref())?;
+        for ((lead_hours, var), s) in sums {
+            if s.count == 0 {
+                continue;
+            }
+            scores.push(Score {
+                variable: dataset.variables[var].name.clone(),
+                lead_hours,
+                system: system.clone(),
+                rmse: (s.squared_error / s.count as f64).sqrt(),
+                acc: (s.acc_count > 0).then(|| s.acc / s.acc_count as f64),
+                n_inits: s.count,
+            });
+        }
+    }
+    let position = |name: &str| dataset.variables.iter().position(|v| v.name == name);
+    scores.sort_by(|a, b| {
+        let key_a = (position(&a.variable), a.lead_hours, &a.system);
+        key_a.cmp(&(position(&b.variable), b.lead_hours, &b.system))
+    });
+    Ok(scores)
+}
+
+/// Rolls `forecaster` out from every init of the plan to the longest lead and
+/// accumulates the scores at each requested lead, keyed by (lead hours, variable).
+fn score_system(
+    dataset: &Dataset,
+    forecaster: &Forecaster,
+    plan: &EvaluationPlan,
+    weights: &[f64],
+    climatology: Option<&Climatology>,
+) -> Result<BTreeMap<(u32, usize), Sums>, EngineError> {
+    let step_hours = dataset.step_hours;
+    let max_steps = plan.lead_hours.iter().max().copied().unwrap_or(0) / step_hours;
+    let shape = GridShape {
+        n_lat: dataset.grid.ny(),
+        n_lon: dataset.grid.nx(),
+    };
+    let mut sums: BTreeMap<(u32, usize), Sums> = BTreeMap::new();
+    for &init in &plan.init_steps {
+        if init + 1 < forecaster.history_len() {
+            continue;
+        }
+        let mut history = History::from_dataset(
+            dataset,
+            forecaster.channels(),
+            init,
+            forecaster.history_len(),
+        )?;
+        for step in 1..=max_steps {
+            let truth_index = init + step as usize;
+            if truth_index >= dataset.times.len() {
+                break;
+            }
+            let valid_time = dataset.times[init] + Duration::hours(i64::from(step * step_hours));
+            let next = forecaster.step(&history, valid_time)?;
+            let lead_hours = step * step_hours;
+            if plan.lead_hours.contains(&lead_hours) {
+                for (c, &var) in forecaster.channels().iter().enumerate() {
+                    let forecast = masked(next.channel(c), history.never_observed(c));
+                    let truth = dataset.field(var, truth_index);
+                    let entry = sums.entry((lead_hours, var)).or_default();
+                    let Ok(Some(error)) = rmse(&forecast, truth, shape, weights) else {
+                        continue;
+                    };
+                    entry.squared_error += error * error;
+                    entry.count += 1;
+                    let clim = climatology.map(|c| c.field(var, valid_time));
+                    if let Some(Ok(Some(a))) =
+                        clim.map(|clim| acc(&forecast, truth, clim, shape, weights))
+                    {
+                        entry.acc += a;
+                        entry.acc_count += 1;
+                    }
+                }
+            }
+            history.push(next);
+        }
+    }
+    Ok(sums)
+}
+
+/// The forecast with NaN on cells the dataset never observes, as in the written output.
+fn masked(field: &[f32], never_observed: &[bool]) -> Vec<f32> {
+    field
+        .iter()
+        .zip(never_observed)
+        .map(|(&v, &never)| if never { f32::NAN } else { v })
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! Autoregressive rollout from an init time to a lead time, written step by step to a
+//! CF netCDF file so memory stays flat in lead time.
+
+use std::path::Path;
+
+use chrono::Duration;
+use gridcast_grid::{Dataset, RegionIndices};
+use serde::Serialize;
+
+use crate::EngineError;
+use crate::RequestError;
+use crate::catalog::Catalog;
+use crate::forecaster::Forecaster;
+use crate::output::{OutputHeader, OutputVariable, write_forecast};
+use crate::request::ValidatedRequest;
+use crate::skill::final_lead_skill;
+use crate::state::History;
+
+/// Hooks a job runner passes in: progress after each step, and a cancellation check
+/// before each step.
+pub struct RunControl<'a> {
+    pub on_progress: &'a (dyn Fn(u32, u32) + Sync),
+    pub is_cancelled: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl RunControl<'static> {
+    /// No progress reports, never cancelled.
+    pub fn none() -> RunControl<'static> {
+        RunControl {
+            on_progress: &|_, _| {},
+            is_cancelled: &|| false,
+        }
+    }
+}
+
+/// What a finished forecast produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForecastSummary {
+    pub model_id: String,
+    pub weights_sha256: Option<String>,
+    pub input_sha256: String,
+    pub steps: u32,
+    pub lead_hours: u32,
+    pub grid_cells: usize,
+    pub output_bytes: u64,
+    /// Scores at the final lead against the dataset's own analysis at the valid time,
+    /// when the dataset holds it; empty for a forecast into the future.
+    pub skill: Vec<SkillLine>,
+}
+
+/// Latitude-weighted RMSE of one variable at one lead, beside persistence's.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkillLine {
+    pub variable: String,
+    pub lead_hours: u32,
+    pub rmse: f64,
+    pub persistence_rmse: f64,
+}
+
+/// Runs `request` and writes its CF netCDF result to `out`. The file appears only
+/// when the whole forecast is written; a cancelled or failed run leaves nothing at
+/// `out`.
+pub fn run_forecast(
+    catalog: &Catalog,
+    request: &ValidatedRequest,
+    out: &Path,
+    control: &RunControl,
+) -> Result<ForecastSummary, EngineError> {
+    let dataset = catalog.dataset(&request.request.dataset).ok_or_else(|| {
+        RequestError::new(
+            "dataset",
+            format!("unknown dataset {:?}", request.request.dataset),
+        )
+    })?;
+    let forecaster = catalog.forecaster(&request.model, dataset)?;
+    let indices = dataset
+        .grid
+        .region_indices(&request.region)
+        .map_err(|err| RequestError::new("region", err.to_string()))?;
+    let output_channels = output_channels(dataset, &forecaster, &request.variables)?;
+    let mut history = History::from_dataset(
+        dataset,
+        forecaster.channels(),
+        request.init_index,
+        forecaster.history_len(),
+    )?;
+    let init_state = history.latest().clone();
+    let init_time = dataset.times[request.init_index];
+    let header = output_header(dataset, request, &indices, &forecaster);
+    let mut skill = Vec::new();
+
+    write_forecast(out, &header, |record| {
+        let step = record as u32 + 1;
+        if (control.is_cancelled)() {
+            return Err(EngineError::Cancelled {
+                steps_done: step - 1,
+                steps_total: request.steps,
+            });
+        }
+        let valid_time = init_time + Duration::hours(i64::from(step * request.step_hours));
+        let next = forecaster.step(&history, valid_time)?;
+        let fields = output_channels
+            .iter()
+            .map(|&(c, _)| next.crop_masked(c, &indices, history.never_observed(c)))
+            .collect();
+        if step == request.steps {
+            skill = final_lead_skill(
+                dataset,
+                request,
+                &indices,
+                &output_channels,
+                &init_state,
+                &next,
+            );
+        }
+        history.push(next);
+        (control.on_progress)(step, request.steps);
+        Ok(fields)
+    })?;
+
+    let output_bytes = std::fs::metadata(out)
+        .map_err(|source| EngineError::Io {
+            path: out.to_path_buf(),
+            source,
+        })?
+        .len();
+    Ok(ForecastSummary {
+        model_id: request.model.clone(),
+        weights_sha256: forecaster.weights_sha256(),
+        input_sha256: dataset.sha256.clone(),
+        steps: request.steps,
+        lead_hours: request.request.lead_hours,
+        grid_cells: request.grid_cells,
+        output_bytes,
+        skill,
+    })
+}
+
+fn output_header(
+    dataset: &Dataset,
+    request: &ValidatedRequest,
+    indices: &RegionIndices,
+    forecaster: &Forecaster,
+) -> OutputHeader {
+    let variables = request
+        .variables
+        .iter()
+        .filter_map(|name| dataset.variable(name))
+        .map(|v| OutputVariable {
+            name: v.name.clone(),
+            units: v.units.clone(),
+            long_name: v.long_name.clone(),
+        })
+        .collect();
+    let mut attributes = vec![
+        (
+            "title".to_string(),
+            format!("gridcast forecast from {}", dataset.name),
+        ),
+        (
+            "source".to_string(),
+            format!("gridcast {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "gridcast_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("model_id".to_string(), request.model.clone()),
+        ("input_dataset".to_string(), dataset.name.clone()),
+        ("input_sha256".to_string(), dataset.sha256.clone()),
+    ];
+    if let Some(hash) = forecaster.weights_sha256() {
+        attributes.push(("model_weights_sha256".to_string(), hash));
+    }
+    OutputHeader {
+        init_time: dataset.times[request.init_index],
+        lead_hours: (1..=request.steps)
+            .map(|s| s * request.step_hours)
+            .collect(),
+        lat: indices.lat.clone().map(|i| dataset.grid.lat[i]).collect(),
+        lon: indices.lon.iter().map(|&j| dataset.grid.lon[j]).collect(),
+        variables,
+        attributes,
+    }
+}
+
+/// For each requested variable: its channel in the forecaster's state and its index in
+/// the dataset.
+fn output_channels(
+    dataset: &Dataset,
+    forecaster: &Forecaster,
+    variables: &[String],
+) -> Result<Vec<(usize, usize)>, EngineError> {
+    variables
+        .iter()
+        .map(|name| {
+            let var = dataset
+                .variables
+                .iter()
+                .position(|v| &v.name == name)
+                .ok_or_else(|| {
+                    RequestError::new("variables", format!("unknown variable {name:?}"))
+                })?;
+            let channel = forecaster
+                .channels()
+                .iter()
+                .position(|&c| c == var)
+                .ok_or_else(|| {
+                    RequestError::new(
+                        "variables",
+                        format!("model does not predict variable {name:?}"),
+                    )
+                })?;
+            Ok((channel, var))
+        })
+        .collect()
+}

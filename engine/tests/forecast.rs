@@ -1,0 +1,239 @@
+//! Rollout, output and validation on the shipped storm-1996 data.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use gridcast_engine::{
+    Catalog, EngineError, ForecastRequest, Region, RequestLimits, RunControl, run_forecast,
+};
+use gridcast_grid::read_netcdf;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn catalog() -> Catalog {
+    Catalog::open(&repo().join("data"), &repo().join("models")).expect("catalog opens")
+}
+
+fn time(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn request(model: &str, init: &str, lead_hours: u32) -> ForecastRequest {
+    ForecastRequest {
+        dataset: "storm-1996".to_string(),
+        model: Some(model.to_string()),
+        init_time: time(init),
+        lead_hours,
+        region: Some(Region {
+            south: 30.0,
+            north: 50.0,
+            west: -120.0,
+            east: -80.0,
+        }),
+        variables: Some(vec!["t".to_string(), "p".to_string()]),
+        members: 1,
+    }
+}
+
+#[test]
+fn persistence_output_repeats_init_state() {
+    let catalog = catalog();
+    let validated = catalog
+        .validate(
+            &request("persistence", "1996-01-16T00:00:00Z", 24),
+            &RequestLimits::default(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("forecast.nc");
+    let summary = run_forecast(&catalog, &validated, &out, &RunControl::none()).unwrap();
+    assert_eq!(summary.steps, 4);
+
+    let file = read_netcdf(&out).unwrap();
+    // 30..50 N every 1.25 degrees is 17 rows; -120..-80 E every 2.5 degrees is 17 columns.
+    assert_eq!(file.grid.lat.len(), 17);
+    assert_eq!(file.grid.lon.len(), 17);
+    assert_eq!(file.grid.lat[0], 30.0);
+    assert_eq!(file.grid.lon[16], -80.0);
+
+    let dataset = catalog.dataset("storm-1996").unwrap();
+    let init = dataset.time_index(time("1996-01-16T00:00:00Z")).unwrap();
+    let t_var = dataset
+        .variables
+        .iter()
+        .position(|v| v.name == "t")
+        .unwrap();
+    let analysis = dataset.field(t_var, init);
+    let written = file.variables.iter().find(|v| v.name == "t").unwrap();
+    let (i0, j0) = (8, 8); // 30 N and -120 E in the dataset grid
+    for step in 0..4 {
+        for (i, j) in [(0, 0), (5, 7), (16, 16)] {
+            let expected = analysis[(i0 + i) * dataset.grid.nx() + j0 + j];
+            let got = written.data[step * 17 * 17 + i * 17 + j];
+            // Written as f32 and read back: exact.
+            assert_eq!(got, expected, "t at step {step}, cell ({i}, {j})");
+        }
+    }
+    // Skill line: persistence scored against itself is the persistence column.
+    let t_line = summary.skill.iter().find(|l| l.variable == "t").unwrap();
+    assert_eq!(t_line.rmse, t_line.persistence_rmse);
+    assert!(
+        t_line.rmse > 0.5,
+        "24 h persistence error of t is {} K",
+        t_line.rmse
+    );
+}
+
+#[test]
+fn cancelled_rollout_leaves_no_file() {
+    let catalog = catalog();
+    let validated = catalog
+        .validate(
+            &request("persistence", "1996-01-16T00:00:00Z", 24),
+            &RequestLimits::default(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("forecast.nc");
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let is_cancelled = || calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2;
+    let control = RunControl {
+        on_progress: &|_, _| {},
+        is_cancelled: &is_cancelled,
+    };
+    let err = run_forecast(&catalog, &validated, &out, &control).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Cancelled {
+                steps_done: 2,
+                steps_total: 4
+            }
+        ),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+}
+
+#[test]
+fn validation_names_each_bad_field() {
+    let catalog = catalog();
+    let limits = RequestLimits::default();
+    let mut cases: Vec<(ForecastRequest, &str)> = Vec::new();
+    let base = request("persistence", "1996-01-16T00:00:00Z", 24);
+    let mut r = base.clone();
+    r.dataset = "../etc".into();
+    cases.push((r, "dataset"));
+    let mut r = base.clone();
+    r.dataset = "era6".into();
+    cases.push((r, "dataset"));
+    let mut r = base.clone();
+    r.model = Some("nope".into());
+    cases.push((r, "model"));
+    let mut r = base.clone();
+    r.init_time = time("1997-01-01T00:00:00Z");
+    cases.push((r, "init_time"));
+    let mut r = base.clone();
+    r.init_time = time("1996-01-16T03:00:00Z");
+    cases.push((r, "init_time"));
+    let mut r = base.clone();
+    r.lead_hours = 7;
+    cases.push((r, "lead_hours"));
+    let mut r = base.clone();
+    r.lead_hours = 0;
+    cases.push((r, "lead_hours"));
+    let mut r = base.clone();
+    r.lead_hours = 246;
+    cases.push((r, "lead_hours"));
+    let mut r = base.clone();
+    r.members = 0;
+    cases.push((r, "members"));
+    let mut r = base.clone();
+    r.variables = Some(vec!["z500".into()]);
+    cases.push((r, "variables"));
+    let mut r = base.clone();
+    r.variables = Some(vec![]);
+    cases.push((r, "variables"));
+    let bad_regions = [
+        ((55.0, 50.0, -120.0, -80.0), "region.south"),
+        ((30.0, 95.0, -120.0, -80.0), "region.north"),
+        ((30.0, 50.0, -400.0, -80.0), "region.west"),
+        ((30.0, 50.0, -120.0, 400.0), "region.east"),
+        ((-40.0, -30.0, -120.0, -80.0), "region"),
+        ((30.0, 50.0, 10.0, 40.0), "region"),
+    ];
+    for ((south, north, west, east), field) in bad_regions {
+        let mut r = base.clone();
+        r.region = Some(Region {
+            south,
+            north,
+            west,
+            east,
+        });
+        cases.push((r, field));
+    }
+    for (bad, field) in cases {
+        let err = catalog.validate(&bad, &limits).unwrap_err();
+        assert_eq!(err.field, field, "{bad:?}: {err}");
+        assert!(!err.message.is_empty());
+    }
+}
+
+#[test]
+fn validation_fills_defaults() {
+    let catalog = catalog();
+    let mut r = request("persistence", "1996-01-16T00:00:00Z", 12);
+    r.region = None;
+    r.variables = None;
+    let validated = catalog.validate(&r, &RequestLimits::default()).unwrap();
+    assert_eq!(validated.variables, ["p", "t", "u", "v", "u500", "v500"]);
+    assert_eq!(validated.steps, 2);
+    assert_eq!(validated.grid_cells, 33 * 36);
+}
+
+/// Opens a forecast in Python xarray, the way researchers read results, and checks the
+/// CF coordinates and units it decodes.
+#[test]
+fn xarray_reads_forecast_output() {
+    let catalog = catalog();
+    let validated = catalog
+        .validate(
+            &request("persistence", "1996-01-16T00:00:00Z", 12),
+            &RequestLimits::default(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("forecast.nc");
+    run_forecast(&catalog, &validated, &out, &RunControl::none()).unwrap();
+    let script = r#"
+import sys, numpy as np, xarray as xr
+ds = xr.open_dataset(sys.argv[1])
+assert list(ds.t.dims) == ["time", "lat", "lon"], ds.t.dims
+assert str(ds.time.values[0]).startswith("1996-01-16T06"), ds.time.values
+assert str(ds.forecast_reference_time.values).startswith("1996-01-16T00"), ds.forecast_reference_time.values
+assert ds.lat.attrs["units"] == "degrees_north"
+assert ds.lon.attrs["units"] == "degrees_east"
+assert ds.t.attrs["units"] == "K", ds.t.attrs
+assert ds.p.attrs["units"] == "Pa", ds.p.attrs
+assert float(ds.lat[0]) == 30.0 and float(ds.lon[-1]) == -80.0
+assert 230 < float(ds.t.mean()) < 310, float(ds.t.mean())
+assert list(ds.lead_time.values.astype("timedelta64[h]").astype(int)) == [6, 12], ds.lead_time.values
+print("ok")
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&out)
+        .output()
+        .expect("python3 runs; install Python 3 with `pip install xarray scipy`");
+    assert!(
+        output.status.success(),
+        "xarray check failed (needs `pip install xarray scipy`): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
