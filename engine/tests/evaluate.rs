@@ -1,0 +1,73 @@
+//! Verification scores on the shipped storm-1996 data.
+
+use std::path::Path;
+
+use gridcast_engine::{Catalog, EvaluationPlan, evaluate};
+
+fn catalog() -> Catalog {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    Catalog::open(&repo.join("data"), &repo.join("models")).expect("catalog opens")
+}
+
+/// Persistence over every step of storm-1996 at 6 h against the reference values
+/// recorded with the data's provenance in `data/PROVENANCE.md`, computed outside
+/// gridcast (latitude-weighted RMSE over all valid points and steps): t 3.24 K,
+/// p 451 Pa, u 3.85, v 4.39, u500 5.23, v500 6.99 m/s. The references are rounded to
+/// three figures and pool all steps, while `evaluate` averages per-step MSE, so the
+/// tolerance is 1%.
+#[test]
+fn persistence_matches_reference_rmse() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["persistence".into()],
+        init_steps: (0..63).collect(),
+        lead_hours: vec![6],
+    };
+    let scores = evaluate(&catalog, &plan).unwrap();
+    let reference = [
+        ("t", 3.24),
+        ("p", 451.0),
+        ("u", 3.85),
+        ("v", 4.39),
+        ("u500", 5.23),
+        ("v500", 6.99),
+    ];
+    for (variable, expected) in reference {
+        let score = scores
+            .iter()
+            .find(|s| s.variable == variable)
+            .unwrap_or_else(|| panic!("no score for {variable}"));
+        let relative = (score.rmse - expected).abs() / expected;
+        assert!(
+            relative < 0.01,
+            "{variable}: rmse {} vs reference {expected}",
+            score.rmse
+        );
+    }
+}
+
+#[test]
+fn scores_cover_every_lead_and_variable() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["persistence".into()],
+        init_steps: (44..64).collect(),
+        lead_hours: vec![6, 24],
+    };
+    let scores = evaluate(&catalog, &plan).unwrap();
+    assert_eq!(scores.len(), 12);
+    let t6 = scores
+        .iter()
+        .find(|s| s.variable == "t" && s.lead_hours == 6)
+        .unwrap();
+    let t24 = scores
+        .iter()
+        .find(|s| s.variable == "t" && s.lead_hours == 24)
+        .unwrap();
+    // Inits 44..=62 have a 6 h valid time inside the 64 steps; 44..=59 have a 24 h one.
+    assert_eq!(t6.n_inits, 19);
+    assert_eq!(t24.n_inits, 16);
+    assert!(t24.rmse > t6.rmse, "persistence error grows with lead");
+}
