@@ -24,6 +24,7 @@
 mod cf;
 mod dataset;
 mod error;
+mod grib2;
 mod grid;
 mod netcdf;
 
@@ -32,6 +33,7 @@ pub use dataset::{
     DESCRIPTOR_FILE, Dataset, Descriptor, TimeDescriptor, Variable, VariableDescriptor,
 };
 pub use error::GridError;
+pub use grib2::{GribField, Level, Parameter, grib2_from_bytes, read_grib2};
 pub use grid::{Grid, Region, RegionIndices};
 pub use netcdf::{
     GriddedVariable, MemberAxis, NetcdfFile, TimeAxis, netcdf_from_bytes, read_netcdf,

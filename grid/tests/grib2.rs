@@ -1,0 +1,254 @@
+//! GRIB2 reader on the shipped GFS and ERA5 files.
+//!
+//! Expected values were read once with ecCodes 2.x through its Python bindings
+//! (`pip install eccodes`, `codes_get_values`, `latitudes`, `longitudes`, with
+//! `codes_grib_multi_support_on()` for multi-field messages). ecCodes unpacks in f64
+//! and we unpack in f32, so values must agree to 1e-5 relative (f32 has a 6e-8
+//! relative step, and the packing reference value adds a few more ulps).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use gridcast_grid::{GribField, GridError, grib2_from_bytes, read_grib2};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/grib2")
+        .join(name)
+}
+
+/// Value at a grid point given in the file's own 0..360 longitudes.
+fn at(field: &GribField, lat: f64, lon: f64) -> f32 {
+    let lon = if lon >= 180.0 { lon - 360.0 } else { lon };
+    let j = field.grid.lat.iter().position(|&y| (y - lat).abs() < 1e-6);
+    let i = field.grid.lon.iter().position(|&x| (x - lon).abs() < 1e-6);
+    let (j, i) = (j.expect("latitude on grid"), i.expect("longitude on grid"));
+    field.data[j * field.grid.nx() + i]
+}
+
+fn assert_close(actual: f32, expected: f64, what: &str) {
+    let tolerance = 1e-5 * expected.abs().max(1.0);
+    assert!(
+        (f64::from(actual) - expected).abs() <= tolerance,
+        "{what}: {actual} versus ecCodes {expected}"
+    );
+}
+
+#[test]
+fn gfs_fields_and_metadata() {
+    let fields = read_grib2(&data("gfs.t12z.pgrbf120.2p5deg.grib2")).unwrap();
+    assert_eq!(fields.len(), 343);
+    let first = &fields[0];
+    assert_eq!(first.parameter.short_name, Some("gh"));
+    assert_eq!(first.level.type_code, 100);
+    assert_eq!(first.level.value, 1000.0, "10 hPa in Pa");
+    let reference = Utc.with_ymd_and_hms(2011, 1, 10, 12, 0, 0).unwrap();
+    assert_eq!(first.reference_time, reference);
+    assert_eq!(first.lead_hours, Some(120.0));
+    assert_eq!(
+        first.valid_time,
+        Some(Utc.with_ymd_and_hms(2011, 1, 15, 12, 0, 0).unwrap())
+    );
+    assert_eq!(first.member, None);
+    assert_eq!((first.grid.ny(), first.grid.nx()), (73, 144));
+    assert_eq!(first.grid.lat[0], -90.0);
+    assert_eq!(first.grid.lon[0], -180.0);
+    assert_eq!(first.grid.lon[143], 177.5);
+    assert!(first.grid.is_global_lon());
+}
+
+/// Latitude, longitude (0..360) and the value ecCodes reads there.
+type Point = (f64, f64, f64);
+
+#[test]
+fn gfs_values_match_eccodes() {
+    let fields = read_grib2(&data("gfs.t12z.pgrbf120.2p5deg.grib2")).unwrap();
+    // (field index, short name, [(lat, lon, value)]) from ecCodes.
+    let cases: [(usize, &str, [Point; 4]); 3] = [
+        (
+            0,
+            "gh",
+            [
+                (40.0, 0.0, 30890.18),
+                (-30.0, 180.0, 31075.09),
+                (60.0, 357.5, 30621.61),
+                (90.0, 0.0, 28294.81),
+            ],
+        ),
+        (
+            1,
+            "t",
+            [
+                (40.0, 0.0, 233.0),
+                (-30.0, 180.0, 234.2),
+                (60.0, 357.5, 237.7),
+                (0.0, 90.0, 222.4),
+            ],
+        ),
+        (
+            342,
+            "5wava",
+            [
+                (40.0, 0.0, 160.05),
+                (-30.0, 180.0, -20.03),
+                (60.0, 357.5, -82.49),
+                (0.0, 90.0, 39.7),
+            ],
+        ),
+    ];
+    for (index, name, points) in cases {
+        let field = &fields[index];
+        if name != "5wava" {
+            assert_eq!(field.parameter.short_name, Some(name), "field {index}");
+        }
+        for (lat, lon, expected) in points {
+            assert_close(
+                at(field, lat, lon),
+                expected,
+                &format!("{name} {lat} {lon}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn gfs_bitmap_masks_become_nan() {
+    let fields = read_grib2(&data("gfs.t12z.pgrbf120.2p5deg.grib2")).unwrap();
+    // Soil temperature (message 180): ecCodes reports 6919 missing points.
+    let soil = fields.iter().find(|f| f.message == "180.0").unwrap();
+    assert_eq!(soil.parameter.short_name, Some("t"));
+    assert_eq!(soil.data.iter().filter(|v| v.is_nan()).count(), 6919);
+    assert_close(at(soil, 40.0, 0.0), 283.81, "soil t 40N 0E");
+    assert!(at(soil, -30.0, 180.0).is_nan());
+
+    // Message 262 has two fields; the second (v) reuses the first's bitmap
+    // (bitmap indicator 254). ecCodes: 1161 missing points.
+    let v = fields.iter().find(|f| f.message == "262.1").unwrap();
+    assert_eq!(v.parameter.short_name, Some("v"));
+    assert_eq!(v.data.iter().filter(|x| x.is_nan()).count(), 1161);
+    assert_close(at(v, -30.0, 180.0), -4.73, "v -30 180");
+    assert_close(at(v, 60.0, 357.5), 18.17, "v 60 357.5");
+    assert!(at(v, 40.0, 0.0).is_nan());
+}
+
+#[test]
+fn era5_members_and_canonical_order() {
+    let fields = read_grib2(&data("era5-levels-members.grib2")).unwrap();
+    assert_eq!(fields.len(), 160);
+    let members: std::collections::BTreeSet<u32> = fields.iter().filter_map(|f| f.member).collect();
+    assert_eq!(members, (0..10).collect());
+    let first = &fields[0];
+    assert_eq!(first.parameter.short_name, Some("z"));
+    assert_eq!(first.level.value, 50000.0);
+    assert_eq!(first.member, Some(0));
+    // The file stores lat 90..-90 and lon 0..357; canonical order flips and rotates.
+    assert_eq!((first.grid.ny(), first.grid.nx()), (61, 120));
+    assert_eq!(first.grid.lat[0], -90.0);
+    assert_eq!(first.grid.lat[60], 90.0);
+    assert_eq!(first.grid.lon[0], -180.0);
+    assert_eq!(first.grid.lon[119], 177.0);
+    assert_close(at(first, -30.0, 180.0), 56262.203125, "z m0 -30 180");
+    assert_close(at(first, 60.0, 357.0), 52418.453125, "z m0 60 357");
+    assert_close(at(first, 90.0, 0.0), 51169.703125, "z m0 90 0");
+    // North pole row is the last canonical row.
+    assert_eq!(first.data[60 * 120 + 60], at(first, 90.0, 0.0));
+
+    let last = &fields[159];
+    assert_eq!(last.parameter.short_name, Some("t"));
+    assert_eq!(last.level.value, 85000.0);
+    assert_eq!(last.member, Some(9));
+    let time = Utc.with_ymd_and_hms(2017, 1, 2, 12, 0, 0).unwrap();
+    assert_eq!(last.reference_time, time);
+    assert_eq!(last.valid_time, Some(time));
+    assert_close(at(last, 0.0, 90.0), 290.34165954589844, "t m9 0 90");
+}
+
+/// Byte range of the first message and the offset of its Section 3.
+fn first_message(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let total = u64::from_be_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let message = bytes[..total].to_vec();
+    let mut pos = 16;
+    loop {
+        let len = u32::from_be_bytes(message[pos..pos + 4].try_into().unwrap()) as usize;
+        if message[pos + 4] == 3 {
+            return (message, pos);
+        }
+        pos += len;
+    }
+}
+
+/// GRIB2 sign-and-magnitude encoding of an angle in micro-degrees.
+fn signed(value: i64) -> [u8; 4] {
+    let magnitude = value.unsigned_abs() as u32;
+    let sign = if value < 0 { 0x8000_0000 } else { 0 };
+    (magnitude | sign).to_be_bytes()
+}
+
+#[test]
+fn every_scanning_mode_places_values() {
+    let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
+    let (message, s3) = first_message(&bytes);
+    let original = grib2_from_bytes(&message).unwrap().remove(0);
+    // Values in storage order, from the original mode 0: i from 0 to 357 east,
+    // j from 90 down to -90.
+    let (ni, nj) = (120usize, 61usize);
+    let stored: Vec<f32> = (0..ni * nj)
+        .map(|k| {
+            at(
+                &original,
+                90.0 - 3.0 * (k / ni) as f64,
+                3.0 * (k % ni) as f64,
+            )
+        })
+        .collect();
+    for mode in 0u8..16 {
+        let mode = mode << 4;
+        let i_negative = mode & 0x80 != 0;
+        let j_positive = mode & 0x40 != 0;
+        let mut edited = message.clone();
+        // Octets 47-63 of Section 3: La1, Lo1, flags, La2, Lo2; octet 72: scanning mode.
+        let (lo1, lo2) = if i_negative { (357, 0) } else { (0, 357) };
+        let (la1, la2) = if j_positive { (-90, 90) } else { (90, -90) };
+        edited[s3 + 46..s3 + 50].copy_from_slice(&signed(la1 * 1_000_000));
+        edited[s3 + 50..s3 + 54].copy_from_slice(&signed(lo1 * 1_000_000));
+        edited[s3 + 55..s3 + 59].copy_from_slice(&signed(la2 * 1_000_000));
+        edited[s3 + 59..s3 + 63].copy_from_slice(&signed(lo2 * 1_000_000));
+        edited[s3 + 71] = mode;
+        let field = grib2_from_bytes(&edited).unwrap().remove(0);
+        assert_eq!(field.grid, original.grid, "mode {mode:#04x}");
+        for (k, &value) in stored.iter().enumerate() {
+            // Position of the k-th stored value under this scanning mode.
+            let minor = if mode & 0x20 != 0 { nj } else { ni };
+            let (row, mut col) = (k / minor, k % minor);
+            if mode & 0x10 != 0 && row % 2 == 1 {
+                col = minor - 1 - col;
+            }
+            let (i, j) = if mode & 0x20 != 0 {
+                (row, col)
+            } else {
+                (col, row)
+            };
+            let lon = lo1 as f64 + if i_negative { -3.0 } else { 3.0 } * i as f64;
+            let lat = la1 as f64 + if j_positive { 3.0 } else { -3.0 } * j as f64;
+            assert_eq!(
+                at(&field, lat, lon.rem_euclid(360.0)),
+                value,
+                "mode {mode:#04x} k {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unsupported_grid_template_named() {
+    let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
+    let (mut message, s3) = first_message(&bytes);
+    // Octets 13-14 of Section 3: grid definition template number; 30 is Lambert.
+    message[s3 + 12..s3 + 14].copy_from_slice(&30u16.to_be_bytes());
+    let err = grib2_from_bytes(&message).unwrap_err();
+    assert!(matches!(err, GridError::GribMessage { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("3.30"), "{text}");
+    assert!(text.contains("Lambert"), "{text}");
+    assert!(text.contains("template 3.0"), "{text}");
+}
