@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod config;
 
 #[derive(Debug, Parser)]
 #[command(name = "gridcast", version, about, long_about = None)]

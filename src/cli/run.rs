@@ -1,6 +1,119 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `gridcast run FILE.toml`: runs a batch of forecast jobs through an embedded service
+//! started in this process, over the same HTTP API, queue and workers as `serve`.
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this subcommand is not built yet")
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use gridcast_api::{JobView, SubmitJob};
+use gridcast_store::{JobState, ResultStore};
+use indicatif::MultiProgress;
+use serde::Deserialize;
+
+use crate::cli::client::{ApiClient, progress_bar, skill_lines};
+use crate::cli::serve::{init_tracing, start};
+use crate::config::{FileSettings, ServiceArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Batch file: an optional `[service]` table (settings as in `serve --config`) and
+    /// one `[[job]]` table per forecast.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// A batch file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    #[serde(default)]
+    service: FileSettings,
+    #[serde(rename = "job")]
+    jobs: Vec<BatchJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchJob {
+    /// Label shown in progress and results.
+    name: String,
+    #[serde(flatten)]
+    submit: SubmitJob,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("failed to read batch file {}", args.file.display()))?;
+    let batch: Batch = toml::from_str(&text)
+        .with_context(|| format!("invalid batch file {}", args.file.display()))?;
+    if batch.jobs.is_empty() {
+        bail!("batch file {} has no [[job]] table", args.file.display());
+    }
+    let mut service_args = args.service.clone();
+    // The embedded service is private to this command: a free port on loopback.
+    service_args.listen = Some("127.0.0.1:0".to_owned());
+    let config = service_args.resolve(batch.service)?;
+    init_tracing(config.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let service = start(&config).await?;
+        let client = ApiClient::new(&format!("http://{}", service.addr));
+        let outcome = run_batch(&client, &batch.jobs).await;
+        service.shutdown().await;
+        let finished = outcome?;
+        report(&finished, &config.results_url);
+        let failed = finished
+            .iter()
+            .filter(|(_, job)| job.state != JobState::Succeeded)
+            .count();
+        if failed > 0 {
+            bail!("{failed} of {} jobs did not succeed", finished.len());
+        }
+        Ok(())
+    })
+}
+
+/// Submits every job, then waits for all of them with one progress bar each.
+async fn run_batch<'a>(
+    client: &ApiClient,
+    jobs: &'a [BatchJob],
+) -> anyhow::Result<Vec<(&'a str, JobView)>> {
+    let progress = MultiProgress::new();
+    let mut waits = Vec::new();
+    for job in jobs {
+        let submitted = client
+            .submit(&job.submit, None)
+            .await
+            .with_context(|| format!("job {} was rejected", job.name))?;
+        let bar = progress.add(progress_bar(&job.name));
+        let client = client.clone();
+        let id = submitted.id.to_string();
+        waits.push(tokio::spawn(async move {
+            let result = client.wait(&id, &bar).await;
+            bar.finish();
+            result
+        }));
+    }
+    let mut finished = Vec::new();
+    for (job, wait) in jobs.iter().zip(waits) {
+        let view = wait.await.context("progress task panicked")??;
+        finished.push((job.name.as_str(), view));
+    }
+    Ok(finished)
+}
+
+fn report(finished: &[(&str, JobView)], results_url: &str) {
+    for (name, job) in finished {
+        println!("{name}: {} (job {})", job.state, job.id);
+        if let Some(error) = &job.error {
+            println!("  error {}: {}", error.code, error.message);
+        }
+        if job.state == JobState::Succeeded {
+            let key = ResultStore::result_key(job.id, job.attempts);
+            println!("  result: {}/{key}", results_url.trim_end_matches('/'));
+        }
+        for line in skill_lines(job) {
+            println!("  {line}");
+        }
+    }
 }

@@ -1,6 +1,211 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `gridcast serve`: the embedded service. HTTP API, durable queue and job workers in
+//! one process on one data directory, with no external services.
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this subcommand is not built yet")
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gridcast_api::{ApiConfig, ApiMetrics, AppState};
+use gridcast_engine::{Catalog, RequestLimits};
+use gridcast_store::{Store, StoreConfig};
+use gridcast_worker::{EngineRunner, RetryPolicy, Worker, WorkerConfig, WorkerMetrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{FileSettings, LogFormat, ServiceArgs, ServiceConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.service.resolve(FileSettings::default())?;
+    init_tracing(config.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let service = start(&config).await?;
+        // Scripts and tests read the bound address from this line.
+        println!("gridcast listening on http://{}", service.addr);
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        service.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests, `run` after `serve` in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A started service: the HTTP server and its workers.
+pub struct RunningService {
+    pub addr: SocketAddr,
+    pub store: Store,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningService {
+    /// Stops accepting requests and claims, lets in-flight requests finish, and puts
+    /// running jobs back in the queue.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "service task ended abnormally");
+            }
+        }
+        self.store.close().await;
+        tracing::info!("service stopped");
+    }
+}
+
+/// Opens storage and catalog, binds the listener and starts server and workers.
+pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
+    let store_config = StoreConfig {
+        database_url: config.database_url.clone(),
+        results_url: config.results_url.clone(),
+        max_connections: 8,
+    };
+    let store = Store::open(&store_config)
+        .await
+        .context("failed to open the job store")?;
+    let catalog = open_catalog(config).await?;
+    let registry = prometheus::Registry::new();
+    let api_metrics = ApiMetrics::register(&registry).context("failed to register API metrics")?;
+    let worker_metrics =
+        WorkerMetrics::register(&registry).context("failed to register worker metrics")?;
+    let scratch_dir = config.data_dir.join("scratch");
+    let request_limits = RequestLimits {
+        max_lead_hours: config.max_lead_hours,
+        ..RequestLimits::default()
+    };
+    let state = AppState {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        config: Arc::new(ApiConfig {
+            max_body_bytes: config.max_body_bytes,
+            max_queue_depth: config.max_queue_depth,
+            retry_after: config.poll_interval.max(std::time::Duration::from_secs(5)),
+            max_attempts: config.max_attempts,
+            request_limits,
+            scratch_dir: scratch_dir.clone(),
+        }),
+        metrics: api_metrics,
+        registry,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to bind the API listener on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = vec![spawn_server(listener, state, shutdown.clone())];
+    let runner = Arc::new(EngineRunner::new(catalog, request_limits));
+    for index in 0..config.workers {
+        let worker = Worker::new(store.clone(), runner.clone(), worker_config(config, index))
+            .with_metrics(worker_metrics.clone());
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    tasks.extend(start_scheduler(&store, &shutdown));
+    tracing::info!(%addr, workers = config.workers, data_dir = %config.data_dir.display(), "service started");
+    Ok(RunningService {
+        addr,
+        store,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Hook for the scheduler loop (cron-driven cycles and batching), which lives in the
+/// gridcast-scheduler crate. It returns the tasks to await at shutdown.
+// TODO: start the gridcast-scheduler loop here once that crate exposes it; until then
+// the embedded service runs only jobs submitted over the API.
+fn start_scheduler(_store: &Store, _shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    Vec::new()
+}
+
+async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
+    let data_root = config.data_root.clone();
+    let model_root = config.model_root.clone();
+    let catalog = tokio::task::spawn_blocking(move || Catalog::open(&data_root, &model_root))
+        .await
+        .context("opening the catalog panicked")?
+        .with_context(|| {
+            format!(
+                "failed to open the catalog (data root {}, model root {})",
+                config.data_root.display(),
+                config.model_root.display()
+            )
+        })?;
+    Ok(Arc::new(catalog))
+}
+
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let app = gridcast_api::router(state);
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(err) = server.await {
+            tracing::error!(error = %err, "HTTP server failed");
+        }
+    })
+}
+
+fn worker_config(config: &ServiceConfig, index: usize) -> WorkerConfig {
+    // Process id plus a random suffix keep names unique across restarts, so a restarted
+    // process never mistakes a lease of its predecessor for its own.
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    WorkerConfig {
+        name: format!("w{index}-{}-{suffix}", std::process::id()),
+        device: config.device.clone(),
+        lease: config.lease,
+        heartbeat: config.heartbeat,
+        poll_interval: config.poll_interval,
+        retry: RetryPolicy {
+            base_delay: config.retry_base,
+            max_delay: config.retry_max,
+        },
+        scratch_dir: config.data_dir.join("scratch"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "failed to listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "failed to listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }

@@ -246,4 +246,24 @@ impl Store {
         .await?;
         Ok(result.rows_affected() == 1)
     }
+
+    /// Puts a running job back in the queue without counting the attempt, for a worker
+    /// that stops because its process shuts down. Returns `false` when the lease was lost.
+    pub async fn release(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET \
+             state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, \
+             finished_at = CASE WHEN cancel_requested = 1 THEN ?1 ELSE NULL END, \
+             attempts = attempts - 1, steps_done = 0, run_after = ?1, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1 \
+             WHERE id = ?2 AND state = 'running' AND attempts = ?3 AND lease_owner = ?4",
+        )
+        .bind(to_millis(now))
+        .bind(lease.job_id().to_string())
+        .bind(i64::from(lease.attempt))
+        .bind(&lease.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
 }

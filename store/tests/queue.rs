@@ -487,3 +487,25 @@ async fn counts_cover_every_state() {
     assert!(counts.contains(&(JobState::Queued, 1)));
     assert!(counts.contains(&(JobState::Running, 0)));
 }
+
+#[tokio::test]
+async fn release_returns_job_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.release(&lease, t0()).await.unwrap());
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.attempts, 0);
+    let again = store
+        .claim(&worker("b"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.attempt, 1);
+}

@@ -1,0 +1,167 @@
+//! JSON body extractor whose rejections name the offending field.
+//!
+//! axum's `Json` rejections are plain text. This one buffers the body under the
+//! router's `DefaultBodyLimit` (413 beyond it), requires a JSON content type (415) and
+//! decodes with `serde_path_to_error`, so malformed JSON is a 400 and a missing, unknown
+//! or mistyped field is a 422 whose `field` is the JSON path.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+
+/// A request body decoded from JSON, plus the raw bytes for hashing.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "request body must be JSON: send `Content-Type: application/json`",
+            )
+            .with_field("Content-Type"));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "body_too_large"
+                } else {
+                    "invalid_body"
+                };
+                ApiError::new(status, code, rejection.body_text())
+            })?;
+        decode(&bytes).map(JsonBody)
+    }
+}
+
+/// Decodes `bytes`, naming the field a data error is about.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    let value = result.map_err(|err| {
+        let inner = err.inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return malformed(inner);
+        }
+        let field = field_path(&err.path().to_string(), &inner.to_string());
+        let error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("invalid request body: {inner}"),
+        );
+        match field {
+            Some(field) => error.with_field(field),
+            None => error,
+        }
+    })?;
+    deserializer.end().map_err(|err| malformed(&err))?;
+    Ok(value)
+}
+
+fn malformed(error: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("request body is not valid JSON: {error}"),
+    )
+}
+
+/// JSON path of the field an error is about. serde reports missing and unknown fields
+/// at the enclosing object, naming the field in backticks in the message.
+fn field_path(path: &str, message: &str) -> Option<String> {
+    let parent = if path == "." { "" } else { path };
+    for prefix in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let name = rest.split('`').next().unwrap_or("");
+            return Some(if parent.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{parent}.{name}")
+            });
+        }
+    }
+    (!parent.is_empty()).then(|| parent.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        south: f64,
+    }
+
+    fn field_of(body: &str) -> Option<String> {
+        decode::<Outer>(body.as_bytes()).unwrap_err().field
+    }
+
+    #[test]
+    fn missing_field_named() {
+        assert_eq!(field_of(r#"{}"#).as_deref(), Some("name"));
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {}}"#).as_deref(),
+            Some("inner.south")
+        );
+    }
+
+    #[test]
+    fn unknown_field_named() {
+        assert_eq!(
+            field_of(r#"{"name": "a", "extra": 1}"#).as_deref(),
+            Some("extra")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"south": 1, "x": 2}}"#).as_deref(),
+            Some("inner.x")
+        );
+    }
+
+    #[test]
+    fn wrong_type_named() {
+        assert_eq!(field_of(r#"{"name": 5}"#).as_deref(), Some("name"));
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"south": "x"}}"#).as_deref(),
+            Some("inner.south")
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        let error = decode::<Outer>(b"{\"name\": ").unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.code, "malformed_json");
+        let trailing = decode::<Outer>(b"{\"name\": \"a\"} x").unwrap_err();
+        assert_eq!(trailing.status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,371 @@
+//! Settings of the embedded service: a TOML file (`--config`), environment variables
+//! and flags, merged in that order of increasing precedence and validated into one
+//! [`ServiceConfig`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Service flags; each also reads a `GRIDCAST_*` environment variable and a key of the
+/// same name (with underscores) in the `--config` file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServiceArgs {
+    /// TOML file with any of the settings below (keys as the flag names, with
+    /// underscores). Flags and environment variables override it.
+    #[arg(long, env = "GRIDCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Socket address for the HTTP API; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "GRIDCAST_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory for the embedded database, result objects and scratch files
+    /// [default: gridcast-data].
+    #[arg(long, env = "GRIDCAST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Job database URL [default: sqlite://DATA_DIR/gridcast.db].
+    #[arg(long, env = "GRIDCAST_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Result object store URL [default: file://DATA_DIR/objects].
+    #[arg(long, env = "GRIDCAST_RESULTS_URL")]
+    pub results_url: Option<String>,
+    /// Job workers in this process, each running one forecast at a time [default: 1].
+    #[arg(long, env = "GRIDCAST_WORKERS")]
+    pub workers: Option<usize>,
+    /// Directory with one sub-directory per dataset [default: data].
+    #[arg(long, env = "GRIDCAST_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
+    /// Directory with one sub-directory per trained model [default: models].
+    #[arg(long, env = "GRIDCAST_MODEL_ROOT")]
+    pub model_root: Option<PathBuf>,
+    /// Job lease in seconds: a job whose worker sent no heartbeat for this long runs
+    /// again elsewhere [default: 30].
+    #[arg(long, env = "GRIDCAST_LEASE_SECS")]
+    pub lease_secs: Option<f64>,
+    /// Heartbeat interval in seconds; also the maximum delay before a running job sees
+    /// its cancellation. At most half the lease [default: 1].
+    #[arg(long, env = "GRIDCAST_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<f64>,
+    /// Seconds an idle worker waits between queue polls [default: 0.5].
+    #[arg(long, env = "GRIDCAST_POLL_SECS")]
+    pub poll_secs: Option<f64>,
+    /// Attempts per job, the first included, before a retryable failure is final
+    /// [default: 3].
+    #[arg(long, env = "GRIDCAST_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
+    /// Backoff before the second attempt in seconds, doubled per further attempt
+    /// [default: 2].
+    #[arg(long, env = "GRIDCAST_RETRY_BASE_SECS")]
+    pub retry_base_secs: Option<f64>,
+    /// Maximum backoff in seconds [default: 300].
+    #[arg(long, env = "GRIDCAST_RETRY_MAX_SECS")]
+    pub retry_max_secs: Option<f64>,
+    /// Queued jobs at which submissions get 429 Too Many Requests [default: 1000].
+    #[arg(long, env = "GRIDCAST_MAX_QUEUE_DEPTH")]
+    pub max_queue_depth: Option<u64>,
+    /// Largest request body in bytes; larger bodies get 413 [default: 65536].
+    #[arg(long, env = "GRIDCAST_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest lead time a job may request, in hours [default: 240].
+    #[arg(long, env = "GRIDCAST_MAX_LEAD_HOURS")]
+    pub max_lead_hours: Option<u32>,
+    /// Device name recorded on jobs [default: cpu].
+    #[arg(long, env = "GRIDCAST_DEVICE")]
+    pub device: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "GRIDCAST_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub results_url: Option<String>,
+    pub workers: Option<usize>,
+    pub data_root: Option<PathBuf>,
+    pub model_root: Option<PathBuf>,
+    pub lease_secs: Option<f64>,
+    pub heartbeat_secs: Option<f64>,
+    pub poll_secs: Option<f64>,
+    pub max_attempts: Option<u32>,
+    pub retry_base_secs: Option<f64>,
+    pub retry_max_secs: Option<f64>,
+    pub max_queue_depth: Option<u64>,
+    pub max_body_bytes: Option<usize>,
+    pub max_lead_hours: Option<u32>,
+    pub device: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated settings of the embedded service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub results_url: String,
+    pub workers: usize,
+    pub data_root: PathBuf,
+    pub model_root: PathBuf,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub max_queue_depth: u64,
+    pub max_body_bytes: usize,
+    pub max_lead_hours: u32,
+    pub device: String,
+    pub log_format: LogFormat,
+}
+
+/// Reads a `--config` file.
+pub fn read_file_settings(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl ServiceArgs {
+    /// Merges flags and environment (already in `self`) over the `--config` file and
+    /// over `base`, then validates.
+    pub fn resolve(&self, base: FileSettings) -> anyhow::Result<ServiceConfig> {
+        let file = match &self.config {
+            Some(path) => read_file_settings(path)?,
+            None => FileSettings::default(),
+        };
+        let merged = FileSettings {
+            listen: pick(&self.listen, &file.listen, &base.listen),
+            data_dir: pick(&self.data_dir, &file.data_dir, &base.data_dir),
+            database_url: pick(&self.database_url, &file.database_url, &base.database_url),
+            results_url: pick(&self.results_url, &file.results_url, &base.results_url),
+            workers: self.workers.or(file.workers).or(base.workers),
+            data_root: pick(&self.data_root, &file.data_root, &base.data_root),
+            model_root: pick(&self.model_root, &file.model_root, &base.model_root),
+            lease_secs: self.lease_secs.or(file.lease_secs).or(base.lease_secs),
+            heartbeat_secs: self
+                .heartbeat_secs
+                .or(file.heartbeat_secs)
+                .or(base.heartbeat_secs),
+            poll_secs: self.poll_secs.or(file.poll_secs).or(base.poll_secs),
+            max_attempts: self
+                .max_attempts
+                .or(file.max_attempts)
+                .or(base.max_attempts),
+            retry_base_secs: self
+                .retry_base_secs
+                .or(file.retry_base_secs)
+                .or(base.retry_base_secs),
+            retry_max_secs: self
+                .retry_max_secs
+                .or(file.retry_max_secs)
+                .or(base.retry_max_secs),
+            max_queue_depth: self
+                .max_queue_depth
+                .or(file.max_queue_depth)
+                .or(base.max_queue_depth),
+            max_body_bytes: self
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .or(base.max_body_bytes),
+            max_lead_hours: self
+                .max_lead_hours
+                .or(file.max_lead_hours)
+                .or(base.max_lead_hours),
+            device: pick(&self.device, &file.device, &base.device),
+            log_format: pick(&self.log_format, &file.log_format, &base.log_format),
+        };
+        merged.validate()
+    }
+}
+
+impl FileSettings {
+    /// Fills defaults and checks every setting, naming the first invalid one.
+    pub fn validate(self) -> anyhow::Result<ServiceConfig> {
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("invalid setting listen = {listen_text:?}: expected IP:PORT, for example 127.0.0.1:8080")
+        })?;
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("gridcast-data"));
+        if data_dir.as_os_str().is_empty() {
+            bail!("invalid setting data_dir: must not be empty");
+        }
+        let absolute = std::path::absolute(&data_dir)
+            .with_context(|| format!("invalid setting data_dir = {}", data_dir.display()))?;
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", absolute.join("gridcast.db").display()));
+        let results_url = self
+            .results_url
+            .unwrap_or_else(|| format!("file://{}", absolute.join("objects").display()));
+        let workers = self.workers.unwrap_or(1);
+        if !(1..=256).contains(&workers) {
+            bail!("invalid setting workers = {workers}: expected 1 to 256");
+        }
+        let lease = seconds("lease_secs", self.lease_secs.unwrap_or(30.0))?;
+        let heartbeat = seconds("heartbeat_secs", self.heartbeat_secs.unwrap_or(1.0))?;
+        if heartbeat * 2 > lease {
+            bail!(
+                "invalid setting heartbeat_secs = {}: must be at most half of lease_secs = {}",
+                heartbeat.as_secs_f64(),
+                lease.as_secs_f64()
+            );
+        }
+        let max_attempts = self.max_attempts.unwrap_or(3);
+        if max_attempts == 0 {
+            bail!("invalid setting max_attempts = 0: expected at least 1");
+        }
+        let retry_base = seconds("retry_base_secs", self.retry_base_secs.unwrap_or(2.0))?;
+        let retry_max = seconds("retry_max_secs", self.retry_max_secs.unwrap_or(300.0))?;
+        if retry_max < retry_base {
+            bail!("invalid setting retry_max_secs: must be at least retry_base_secs");
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(64 * 1024);
+        if max_body_bytes < 256 {
+            bail!("invalid setting max_body_bytes = {max_body_bytes}: expected at least 256");
+        }
+        let max_lead_hours = self.max_lead_hours.unwrap_or(240);
+        if max_lead_hours == 0 {
+            bail!("invalid setting max_lead_hours = 0: expected at least one model step");
+        }
+        let log_format = match self.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("invalid setting log_format = {other:?}: expected text or json"),
+        };
+        Ok(ServiceConfig {
+            listen,
+            data_dir: absolute,
+            database_url,
+            results_url,
+            workers,
+            data_root: self.data_root.unwrap_or_else(|| PathBuf::from("data")),
+            model_root: self.model_root.unwrap_or_else(|| PathBuf::from("models")),
+            lease,
+            heartbeat,
+            poll_interval: seconds("poll_secs", self.poll_secs.unwrap_or(0.5))?,
+            max_attempts,
+            retry_base,
+            retry_max,
+            max_queue_depth: self.max_queue_depth.unwrap_or(1000),
+            max_body_bytes,
+            max_lead_hours,
+            device: self.device.unwrap_or_else(|| "cpu".to_owned()),
+            log_format,
+        })
+    }
+}
+
+/// The first of flag (or environment), file and base that is set.
+fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>, base: &Option<T>) -> Option<T> {
+    flag.clone().or_else(|| file.clone()).or_else(|| base.clone())
+}
+
+fn seconds(setting: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value < 1e9) {
+        bail!("invalid setting {setting} = {value}: expected a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let config = FileSettings::default().validate().unwrap();
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.workers, 1);
+        assert!(config.database_url.starts_with("sqlite://"));
+        assert!(config.results_url.starts_with("file:///"));
+    }
+
+    #[test]
+    fn flag_overrides_base() {
+        let args = ServiceArgs {
+            workers: Some(4),
+            ..ServiceArgs::default()
+        };
+        let base = FileSettings {
+            workers: Some(2),
+            device: Some("gpu0".to_owned()),
+            ..FileSettings::default()
+        };
+        let config = args.resolve(base).unwrap();
+        assert_eq!(config.workers, 4);
+        assert_eq!(config.device, "gpu0");
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let cases = [
+            (
+                FileSettings {
+                    workers: Some(0),
+                    ..Default::default()
+                },
+                "workers",
+            ),
+            (
+                FileSettings {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                FileSettings {
+                    lease_secs: Some(-1.0),
+                    ..Default::default()
+                },
+                "lease_secs",
+            ),
+            (
+                FileSettings {
+                    heartbeat_secs: Some(20.0),
+                    ..Default::default()
+                },
+                "heartbeat_secs",
+            ),
+            (
+                FileSettings {
+                    max_attempts: Some(0),
+                    ..Default::default()
+                },
+                "max_attempts",
+            ),
+            (
+                FileSettings {
+                    log_format: Some("xml".into()),
+                    ..Default::default()
+                },
+                "log_format",
+            ),
+        ];
+        for (settings, name) in cases {
+            let message = format!("{:#}", settings.validate().unwrap_err());
+            assert!(message.contains(name), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let error = toml::from_str::<FileSettings>("wokers = 2").unwrap_err();
+        assert!(error.to_string().contains("wokers"), "{error}");
+    }
+}

@@ -1,0 +1,319 @@
+//! One attempt of a job: run, heartbeat, store, commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use gridcast_engine::{EngineError, RunControl};
+use gridcast_store::{Heartbeat, JobError, Lease, ResultStore, StoreError};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Worker;
+use crate::runner::error_code;
+
+/// How an attempt ended, from this worker's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The result is stored and the job is `succeeded`.
+    Succeeded,
+    /// A retryable failure; the job is queued again after `delay`.
+    Retried { delay: Duration },
+    /// A permanent failure, or the last allowed attempt failed.
+    Failed,
+    /// The job was cancelled while running.
+    Cancelled,
+    /// The process is shutting down; the job is queued again, attempt not counted.
+    Released,
+    /// Another worker owns the job now; this attempt's work was discarded.
+    LeaseLost,
+    /// Recording the outcome failed; the lease expires and the job runs again.
+    Abandoned,
+}
+
+impl AttemptOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Retried { .. } => "retried",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Released => "released",
+            AttemptOutcome::LeaseLost => "lease_lost",
+            AttemptOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Why the runner was asked to stop before the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    CancelRequested,
+    Shutdown,
+    LeaseLost,
+}
+
+/// State shared between the async heartbeat loop and the blocking forecast run.
+#[derive(Default)]
+struct SharedControl {
+    steps_done: AtomicU32,
+    stop: AtomicBool,
+}
+
+type RunResult = Result<Result<serde_json::Value, EngineError>, tokio::task::JoinError>;
+
+impl Worker {
+    pub(crate) async fn run_attempt(
+        &self,
+        lease: Lease,
+        shutdown: &CancellationToken,
+    ) -> AttemptOutcome {
+        let span = tracing::info_span!(
+            "job",
+            job_id = %lease.job_id(),
+            attempt = lease.attempt,
+            worker = %self.config.name,
+        );
+        async {
+            tracing::info!(max_attempts = lease.job.max_attempts, "attempt started");
+            let outcome = match self.execute(&lease, shutdown).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    tracing::error!(error = %err, "recording the attempt outcome failed; the job runs again after its lease expires");
+                    AttemptOutcome::Abandoned
+                }
+            };
+            if let Some(metrics) = &self.metrics {
+                metrics.count(outcome.label());
+            }
+            tracing::info!(outcome = outcome.label(), "attempt ended");
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute(
+        &self,
+        lease: &Lease,
+        shutdown: &CancellationToken,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let scratch = self.scratch_path(lease);
+        let started = Instant::now();
+        let (result, stop) = self.run_with_heartbeats(lease, &scratch, shutdown).await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe("run", started.elapsed().as_secs_f64());
+        }
+        let outcome = match (result, stop) {
+            (_, Some(StopReason::LeaseLost)) => Ok(AttemptOutcome::LeaseLost),
+            (Ok(Ok(summary)), _) => self.store_result(lease, &scratch, &summary).await,
+            (Ok(Err(EngineError::Cancelled { .. })), Some(StopReason::Shutdown)) => self
+                .store
+                .release(lease, self.clock.now())
+                .await
+                .map(|held| fenced(held, AttemptOutcome::Released)),
+            (Ok(Err(EngineError::Cancelled { .. })), _) => self
+                .store
+                .mark_cancelled(lease, self.clock.now())
+                .await
+                .map(|held| fenced(held, AttemptOutcome::Cancelled)),
+            (Ok(Err(err)), _) => {
+                let error = JobError {
+                    code: error_code(&err).to_owned(),
+                    message: err.to_string(),
+                };
+                self.record_failure(lease, &error, err.is_retryable()).await
+            }
+            (Err(join_error), _) => {
+                let error = JobError {
+                    code: "panic".to_owned(),
+                    message: format!("forecast run panicked: {join_error}"),
+                };
+                self.record_failure(lease, &error, false).await
+            }
+        };
+        remove_scratch(&scratch);
+        outcome
+    }
+
+    fn scratch_path(&self, lease: &Lease) -> PathBuf {
+        self.config
+            .scratch_dir
+            .join(format!("{}-attempt-{}.nc", lease.job_id(), lease.attempt))
+    }
+
+    /// Runs the forecast on the blocking pool and renews the lease every heartbeat
+    /// interval until it ends. Returns the run result and why it was stopped, if it was.
+    async fn run_with_heartbeats(
+        &self,
+        lease: &Lease,
+        scratch: &Path,
+        shutdown: &CancellationToken,
+    ) -> Result<(RunResult, Option<StopReason>), StoreError> {
+        let shared = Arc::new(SharedControl::default());
+        let mut task = self.spawn_run(lease, scratch, shared.clone());
+        let mut ticker = tokio::time::interval(self.config.heartbeat);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut stop = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut task => break result,
+                _ = ticker.tick() => {
+                    let steps_done = shared.steps_done.load(Ordering::Relaxed);
+                    let now = self.clock.now();
+                    match self.store.heartbeat(lease, steps_done, self.config.lease, now).await {
+                        Ok(Heartbeat::Held { cancel_requested: false }) => {}
+                        Ok(Heartbeat::Held { cancel_requested: true }) => {
+                            tracing::info!(steps_done, "cancellation requested; stopping at the next rollout step");
+                            stop.get_or_insert(StopReason::CancelRequested);
+                        }
+                        Ok(Heartbeat::Lost) => {
+                            tracing::warn!("lease lost to another worker; stopping and discarding this attempt");
+                            stop = Some(StopReason::LeaseLost);
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "lease renewal failed; retrying at the next heartbeat");
+                        }
+                    }
+                }
+                () = shutdown.cancelled(), if stop.is_none() => {
+                    tracing::info!("shutting down; stopping at the next rollout step");
+                    stop = Some(StopReason::Shutdown);
+                }
+            }
+            if stop.is_some() {
+                shared.stop.store(true, Ordering::Relaxed);
+            }
+        };
+        Ok((result, stop))
+    }
+
+    fn spawn_run(
+        &self,
+        lease: &Lease,
+        scratch: &Path,
+        shared: Arc<SharedControl>,
+    ) -> tokio::task::JoinHandle<Result<serde_json::Value, EngineError>> {
+        let runner = self.runner.clone();
+        let request = lease.job.request.clone();
+        let out = scratch.to_path_buf();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let on_progress =
+                |done: u32, _total: u32| shared.steps_done.store(done, Ordering::Relaxed);
+            let is_cancelled = || shared.stop.load(Ordering::Relaxed);
+            let control = RunControl {
+                on_progress: &on_progress,
+                is_cancelled: &is_cancelled,
+            };
+            runner.run(&request, &out, &control)
+        })
+    }
+
+    /// Uploads the result under this attempt's key, then marks the job succeeded if the
+    /// attempt still owns it. The upload comes first so `succeeded` always has a result.
+    async fn store_result(
+        &self,
+        lease: &Lease,
+        scratch: &Path,
+        summary: &serde_json::Value,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let started = Instant::now();
+        let key = ResultStore::result_key(lease.job_id(), lease.attempt);
+        let upload = match tokio::fs::read(scratch).await {
+            Ok(data) => self
+                .store
+                .results()
+                .put(&key, data.into())
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(format!("reading {} failed: {err}", scratch.display())),
+        };
+        if let Err(message) = upload {
+            let error = JobError {
+                code: "result_store".to_owned(),
+                message: format!("storing the result under {key} failed: {message}"),
+            };
+            return self.record_failure(lease, &error, true).await;
+        }
+        let committed = self
+            .store
+            .complete(lease, &key, summary, self.clock.now())
+            .await?;
+        if !committed {
+            tracing::warn!(
+                key,
+                "lease lost before commit; deleting this attempt's result"
+            );
+            self.store.results().delete(&key).await?;
+            return Ok(AttemptOutcome::LeaseLost);
+        }
+        // Objects of earlier attempts that uploaded but never committed are garbage now.
+        match self
+            .store
+            .results()
+            .delete_other_attempts(lease.job_id(), &key)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "deleted results of earlier attempts"),
+            Err(err) => tracing::warn!(error = %err, "deleting results of earlier attempts failed"),
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.observe("store", started.elapsed().as_secs_f64());
+        }
+        Ok(AttemptOutcome::Succeeded)
+    }
+
+    /// Queues the job again with backoff when the error is retryable and attempts are
+    /// left; fails it otherwise.
+    async fn record_failure(
+        &self,
+        lease: &Lease,
+        error: &JobError,
+        retryable: bool,
+    ) -> Result<AttemptOutcome, StoreError> {
+        let now = self.clock.now();
+        if retryable && lease.attempt < lease.job.max_attempts {
+            let delay = self.config.retry.delay_with_random_jitter(lease.attempt);
+            let run_after =
+                now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            tracing::warn!(code = %error.code, error = %error.message, delay_s = delay.as_secs_f64(), "attempt failed; retrying after backoff");
+            let held = self.store.retry_later(lease, error, run_after, now).await?;
+            return Ok(fenced(held, AttemptOutcome::Retried { delay }));
+        }
+        tracing::warn!(code = %error.code, error = %error.message, retryable, "job failed");
+        Ok(fenced(
+            self.store.fail(lease, error, now).await?,
+            AttemptOutcome::Failed,
+        ))
+    }
+}
+
+/// `outcome` when the fenced update matched, `LeaseLost` when another attempt owns the job.
+fn fenced(held: bool, outcome: AttemptOutcome) -> AttemptOutcome {
+    if held {
+        outcome
+    } else {
+        AttemptOutcome::LeaseLost
+    }
+}
+
+fn remove_scratch(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "removing scratch file failed")
+        }
+    }
+}
