@@ -242,7 +242,11 @@ impl Catalog {
             other => {
                 let model = self.models.get(other).ok_or_else(|| EngineError::Model {
                     model: other.to_string(),
-                    message: "not in the catalog".to_string(),
+                    message: format!(
+                        "not found under the model root; available: {}. Train it with \
+                         `gridcast train` or choose another model",
+                        self.model_ids().join(", ")
+                    ),
                 })?;
                 Forecaster::neural(model.clone(), dataset)
             }
