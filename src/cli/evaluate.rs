@@ -1,6 +1,98 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `gridcast evaluate`: the verification table of a model and the baselines.
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this subcommand is not built yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use gridcast_engine::{CLIMATOLOGY, Catalog, EvaluationPlan, PERSISTENCE, evaluate};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory holding one sub-directory per dataset, each with a dataset.toml.
+    #[arg(long, env = "GRIDCAST_DATA_ROOT", default_value = "data")]
+    pub data_root: PathBuf,
+    /// Directory holding one sub-directory per trained model, each with a manifest.json.
+    #[arg(long, env = "GRIDCAST_MODEL_ROOT", default_value = "models")]
+    pub model_root: PathBuf,
+    /// Dataset name.
+    #[arg(long, env = "GRIDCAST_DATASET", default_value = "storm-1996")]
+    pub dataset: String,
+    /// Model id to score beside the baselines; the dataset's default model when
+    /// omitted.
+    #[arg(long, env = "GRIDCAST_MODEL")]
+    pub model: Option<String>,
+    /// Init time indices on the dataset's time axis, as FIRST-LAST (inclusive). The
+    /// default is the storm-1996 held-out period, steps 44-63.
+    #[arg(long, env = "GRIDCAST_INIT_STEPS", default_value = "44-63", value_parser = parse_steps)]
+    pub init_steps: std::ops::RangeInclusive<usize>,
+    /// Comma-separated lead times in hours.
+    #[arg(
+        long,
+        env = "GRIDCAST_LEADS",
+        value_delimiter = ',',
+        default_value = "6,12,18,24"
+    )]
+    pub leads: Vec<u32>,
+    /// Print a JSON array of {variable, lead_hours, system, rmse, acc, n_inits}.
+    #[arg(long, env = "GRIDCAST_JSON")]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let catalog = Catalog::open(&args.data_root, &args.model_root)
+        .context("failed to open the data and model catalog")?;
+    let dataset = catalog
+        .dataset(&args.dataset)
+        .with_context(|| format!("unknown dataset {:?}", args.dataset))?;
+    let mut systems = Vec::new();
+    if let Some(model) = args.model.clone().or_else(|| dataset.default_model.clone()) {
+        systems.push(model);
+    }
+    systems.push(PERSISTENCE.to_string());
+    systems.push(CLIMATOLOGY.to_string());
+    let last = dataset.times.len().saturating_sub(1);
+    if *args.init_steps.end() > last {
+        anyhow::bail!(
+            "invalid --init-steps {:?}: dataset {:?} has steps 0-{last}",
+            args.init_steps,
+            args.dataset
+        );
+    }
+    let plan = EvaluationPlan {
+        dataset: args.dataset,
+        systems,
+        init_steps: args.init_steps.collect(),
+        lead_hours: args.leads,
+    };
+    let scores = evaluate(&catalog, &plan)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&scores)?);
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:>5} {:<12} {:>12} {:>7} {:>7}",
+        "variable", "lead", "system", "rmse", "acc", "inits"
+    );
+    for s in &scores {
+        let acc = s.acc.map_or("-".to_string(), |a| format!("{a:.3}"));
+        println!(
+            "{:<8} {:>4}h {:<12} {:>12.4} {:>7} {:>7}",
+            s.variable, s.lead_hours, s.system, s.rmse, acc, s.n_inits
+        );
+    }
+    Ok(())
+}
+
+/// Parses `FIRST-LAST` (inclusive) or a single step.
+fn parse_steps(text: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let invalid = || format!("invalid step range {text:?}: expected FIRST-LAST, for example 44-63");
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let first: usize = first.parse().map_err(|_| invalid())?;
+    let last: usize = last.parse().map_err(|_| invalid())?;
+    if first > last {
+        return Err(invalid());
+    }
+    Ok(first..=last)
 }

@@ -1,6 +1,95 @@
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+//! `gridcast forecast`: one forecast, run in this process, written to a netCDF file.
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("this subcommand is not built yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use gridcast_engine::{Catalog, ForecastRequest, Region, RequestLimits, RunControl, run_forecast};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory holding one sub-directory per dataset, each with a dataset.toml.
+    #[arg(long, env = "GRIDCAST_DATA_ROOT", default_value = "data")]
+    pub data_root: PathBuf,
+    /// Directory holding one sub-directory per trained model, each with a manifest.json.
+    #[arg(long, env = "GRIDCAST_MODEL_ROOT", default_value = "models")]
+    pub model_root: PathBuf,
+    /// Dataset name, as listed by `GET /v1/datasets`.
+    #[arg(long, env = "GRIDCAST_DATASET", default_value = "storm-1996")]
+    pub dataset: String,
+    /// Model id; the dataset's default model when omitted.
+    #[arg(long, env = "GRIDCAST_MODEL")]
+    pub model: Option<String>,
+    /// Init time, RFC 3339 in UTC, for example 1996-01-16T00:00:00Z.
+    #[arg(long, env = "GRIDCAST_INIT_TIME")]
+    pub init_time: DateTime<Utc>,
+    /// Lead time in hours: a positive multiple of the model step.
+    #[arg(long, env = "GRIDCAST_LEAD_HOURS")]
+    pub lead_hours: u32,
+    /// Bounding box as SOUTH,NORTH,WEST,EAST in degrees north and east; WEST > EAST
+    /// crosses the antimeridian. The dataset's whole domain when omitted.
+    #[arg(long, env = "GRIDCAST_REGION", value_parser = parse_region, allow_hyphen_values = true)]
+    pub region: Option<Region>,
+    /// Comma-separated variable names; all of the dataset's when omitted.
+    #[arg(long, env = "GRIDCAST_VARIABLES", value_delimiter = ',')]
+    pub variables: Option<Vec<String>>,
+    /// Output netCDF file.
+    #[arg(long, short, env = "GRIDCAST_OUTPUT")]
+    pub output: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let catalog = Catalog::open(&args.data_root, &args.model_root)
+        .context("failed to open the data and model catalog")?;
+    let request = ForecastRequest {
+        dataset: args.dataset,
+        model: args.model,
+        init_time: args.init_time,
+        lead_hours: args.lead_hours,
+        region: args.region,
+        variables: args.variables,
+        members: 1,
+    };
+    let validated = catalog.validate(&request, &RequestLimits::default())?;
+    let summary = run_forecast(&catalog, &validated, &args.output, &RunControl::none())?;
+    println!(
+        "wrote {} ({} steps of {} h, model {})",
+        args.output.display(),
+        summary.steps,
+        validated.step_hours,
+        summary.model_id
+    );
+    for line in &summary.skill {
+        println!(
+            "  {:>5} at +{:>3} h: RMSE {:.3}, persistence {:.3} (ratio {:.2})",
+            line.variable,
+            line.lead_hours,
+            line.rmse,
+            line.persistence_rmse,
+            line.rmse / line.persistence_rmse
+        );
+    }
+    Ok(())
+}
+
+/// Parses `SOUTH,NORTH,WEST,EAST` in degrees.
+pub fn parse_region(text: &str) -> Result<Region, String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    let [south, north, west, east] = parts.as_slice() else {
+        return Err(format!(
+            "invalid region {text:?}: expected SOUTH,NORTH,WEST,EAST in degrees, \
+             for example 30,50,-120,-80"
+        ));
+    };
+    let number = |name: &str, value: &str| {
+        value
+            .parse::<f64>()
+            .map_err(|_| format!("invalid region {name} {value:?}: expected degrees as a number"))
+    };
+    Ok(Region {
+        south: number("south", south)?,
+        north: number("north", north)?,
+        west: number("west", west)?,
+        east: number("east", east)?,
+    })
 }
