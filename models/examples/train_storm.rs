@@ -1,6 +1,7 @@
 //! Development run: trains on storm-1996 steps read straight from the netCDF files and
 //! prints the held-out skill. `cargo run --release -p gridcast-models --example
-//! train_storm -- EPOCHS WIDTH VALIDATION_FRAMES [OUT_DIR]`.
+//! train_storm -- EPOCHS WIDTH VALIDATION_FRAMES ROLLOUT_STEPS WEIGHT_DECAY
+//! LEARNING_RATE [OUT_DIR]`.
 
 #[path = "../tests/common/storm.rs"]
 mod storm;
@@ -13,6 +14,7 @@ use gridcast_models::{
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize, default: usize| args.get(i).map_or(default, |a| a.parse().unwrap());
+    let float = |i: usize, default: f64| args.get(i).map_or(default, |a| a.parse().unwrap());
     let all = storm::load_storm(&storm::storm_dir());
     let train = storm::slice_steps(&all, 0..44);
     let config = TrainConfig {
@@ -20,6 +22,8 @@ fn main() {
         width: arg(2, 16),
         validation_frames: arg(3, 0),
         rollout_steps: arg(4, 4),
+        weight_decay: float(5, 1e-3),
+        learning_rate: float(6, 2e-3),
         command: args.join(" "),
         ..TrainConfig::default()
     };
@@ -35,7 +39,7 @@ fn main() {
         )
     })
     .unwrap();
-    if let Some(dir) = args.get(5) {
+    if let Some(dir) = args.get(7) {
         trained.model.save(std::path::Path::new(dir)).unwrap();
     }
     let analyses = Analyses {

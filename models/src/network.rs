@@ -168,3 +168,85 @@ fn param<'a>(params: &'a Params, name: &str) -> Result<&'a Tensor, ModelError> {
             name: name.to_string(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn tiny_arch(levels: usize) -> Architecture {
+        let mut arch = Architecture {
+            name: UNET2.into(),
+            width: 4,
+            levels,
+            input_channels: 3,
+            output_channels: 2,
+            parameter_count: 0,
+        };
+        arch.parameter_count = parameter_count(&arch);
+        arch
+    }
+
+    fn tiny_params(arch: &Architecture) -> Params {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        init_values(arch, &mut rng)
+            .into_iter()
+            .map(|(name, shape, values)| {
+                (name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_keeps_odd_grid_shape() {
+        for (levels, n_lat, n_lon) in [(2, 33, 35), (2, 5, 7), (1, 9, 4), (3, 33, 36)] {
+            let arch = tiny_arch(levels);
+            let params = tiny_params(&arch);
+            let input = Tensor::ones((2, 3, n_lat, n_lon), DType::F32, &Device::Cpu).unwrap();
+            let out = forward(&arch, &params, &input).unwrap();
+            assert_eq!(out.dims(), &[2, 2, n_lat, n_lon], "levels {levels}");
+        }
+    }
+
+    #[test]
+    fn forward_crops_the_padded_cells() {
+        // Padding a 6 x 6 grid by replicating its edges to 8 x 8 must give the same
+        // result as the network padding it itself, cropped back: the network sees the
+        // same padded tensor either way. Exact equality is expected.
+        let arch = tiny_arch(2);
+        let params = tiny_params(&arch);
+        let values: Vec<f32> = (0..3 * 36).map(|k| (k as f32 * 0.37).sin()).collect();
+        let small = Tensor::from_vec(values, (1, 3, 6, 6), &Device::Cpu).unwrap();
+        let out = forward(&arch, &params, &small).unwrap();
+        let padded = small
+            .pad_with_same(D::Minus2, 1, 1)
+            .unwrap()
+            .pad_with_same(D::Minus1, 1, 1)
+            .unwrap();
+        let full = forward(&arch, &params, &padded).unwrap();
+        let cropped = full.narrow(2, 1, 6).unwrap().narrow(3, 1, 6).unwrap();
+        let a = out.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = cropped.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn check_params_names_the_problem() {
+        let arch = tiny_arch(2);
+        let mut params = tiny_params(&arch);
+        check_params(&arch, &params).unwrap();
+        params.remove("head.bias");
+        let err = check_params(&arch, &params).unwrap_err();
+        assert!(err.contains("head.bias"), "{err}");
+    }
+
+    #[test]
+    fn parameter_count_matches_shapes() {
+        // enc0: 3*4*9+4 + 4*4*9+4, enc1: 4*8*9+8 + 8*8*9+8, mid: 2*(8*8*9+8),
+        // dec1: 16*8*9+8 + 8*8*9+8, dec0: 12*4*9+4 + 4*4*9+4, head: 4*2+2.
+        let expected = (112 + 148) + (296 + 584) + 2 * 584 + (1160 + 584) + (436 + 148) + 10;
+        assert_eq!(parameter_count(&tiny_arch(2)), expected);
+    }
+}

@@ -194,6 +194,7 @@ impl Forecaster for NeuralModel {
 
     fn step(&self, history: &[Tensor], valid_hour_utc: u32) -> Result<Tensor, ModelError> {
         self.check_history(history)?;
+        let clim_valid = self.climatology.field(valid_hour_utc)?;
         let step = self.manifest.step_hours % 24;
         let now_hour = (valid_hour_utc % 24 + 24 - step) % 24;
         let prev_hour = (now_hour + 24 - step) % 24;
@@ -205,7 +206,6 @@ impl Forecaster for NeuralModel {
             features::normalize_state(&prev, &self.climatology.field(prev_hour)?, &self.scales)?;
         let (z_now, valid_now) = features::normalize_state(&now, &clim_now, &self.scales)?;
         let trend_valid = (valid_prev * valid_now)?;
-        let clim_valid = self.climatology.field(valid_hour_utc)?;
         let climate_change = features::climate_change(&clim_now, &clim_valid, &self.scales)?;
         let ctx = NetworkContext {
             arch: &self.manifest.architecture,
