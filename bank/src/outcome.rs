@@ -13,7 +13,7 @@ use crate::{Bank, BankError, time, weights};
 /// patterns count only this class.
 pub const ERROR_CLASS_OUT_OF_MEMORY: &str = "out_of_memory";
 
-/// How a job ended.
+/// Final state of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobEnd {
@@ -138,7 +138,7 @@ impl Bank {
         Ok(count as u64)
     }
 
-    /// The recorded outcome of a job, if any.
+    /// Reads the recorded outcome of a job, if any.
     pub fn outcome(&self, job_id: &str) -> Result<Option<Outcome>, BankError> {
         let conn = self.conn();
         let mut statement = conn.prepare("SELECT record FROM outcomes WHERE job_id = ?1")?;

@@ -13,7 +13,7 @@ mod scope;
 pub(crate) use batch::refresh_batch_patterns;
 pub(crate) use scope::Scope;
 
-/// What a pattern predicts.
+/// Kind of prediction a pattern makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PatternKind {
@@ -319,7 +319,7 @@ impl Bank {
         Ok(estimate)
     }
 
-    /// All patterns, or those of one kind, ordered by kind and key.
+    /// Lists all patterns, or those of one kind, ordered by kind and key.
     pub fn patterns(&self, kind: Option<PatternKind>) -> Result<Vec<Pattern>, BankError> {
         let filter = "?1 IS NULL OR kind = ?1";
         select(&self.conn(), filter, [kind.map(PatternKind::as_str)])

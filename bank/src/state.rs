@@ -59,7 +59,7 @@ impl CycleState {
     }
 }
 
-/// Why a cycle was planned.
+/// Reason a cycle was planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CycleOrigin {
@@ -107,7 +107,7 @@ pub struct CycleRecord {
     pub job_id: Option<String>,
     /// 1 for the first submission; each operator trigger after a failure adds one.
     pub attempt: u32,
-    /// Why the cycle failed or was skipped.
+    /// Reason the cycle failed or was skipped.
     pub reason: Option<String>,
     /// When the cycle became pending; the input-wait timeout counts from here.
     pub planned_at: DateTime<Utc>,
@@ -247,7 +247,7 @@ impl Bank {
         Ok(deleted == 1)
     }
 
-    /// All schedules, ordered by id.
+    /// Lists all schedules, ordered by id.
     pub fn schedules(&self) -> Result<Vec<ScheduleRow>, BankError> {
         let conn = self.conn();
         let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY id");

@@ -2,7 +2,7 @@
 //!
 //! Format version 1: the first line is a header object
 //! `{"format": "gridcast-bank", "version": 1, "exported_at": RFC3339, "outcomes": N,
-//! "skill_records": M}`; each following line is one record, `{"record": "outcome", ...}`
+//! "skill_records": M}`. Each following line is one record, `{"record": "outcome", ...}`
 //! with the fields of [`Outcome`] or `{"record": "skill", ...}` with the fields of
 //! [`SkillRecord`]. Patterns are not exported, because import recomputes them from the
 //! records. Scheduler state is site-specific and not exported either.
@@ -39,7 +39,7 @@ enum Line {
     Skill(SkillRecord),
 }
 
-/// What an import changed.
+/// Counts of what an import changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ImportReport {
     pub outcomes_added: u64,

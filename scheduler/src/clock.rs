@@ -1,4 +1,4 @@
-//! Injectable time. The scheduler asks a [`Clock`] for the current UTC time and sleeps
+//! Injectable time. The scheduler reads the current UTC time from a [`Clock`] and sleeps
 //! with `tokio::time`, so tests drive it with `tokio::time::pause` and `advance`.
 
 use std::time::Duration;
@@ -36,7 +36,7 @@ impl TokioClock {
         Self::with_speed(start_time, 1.0)
     }
 
-    /// A clock at which `speed` simulated seconds pass per second of tokio time.
+    /// Creates a clock at which `speed` simulated seconds pass per second of tokio time.
     pub fn with_speed(start_time: DateTime<Utc>, speed: f64) -> Self {
         Self {
             start_time,

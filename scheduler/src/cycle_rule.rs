@@ -4,8 +4,8 @@
 //! month, day of week and an optional year, or a shorthand such as `@daily`. The
 //! common 5-field form (minutes first) is accepted and normalised by prepending a `0`
 //! seconds field. `cron` numbers the days of the week 1 (Sunday) to 7 (Saturday), while
-//! Unix cron numbers them 0 (Sunday) to 6, so a 5-field rule with a numeric day of week
-//! is rejected rather than shifted by a day; names such as `Mon-Fri` work in both forms.
+//! Unix cron numbers them 0 (Sunday) to 6. A 5-field rule with a numeric day of week is
+//! therefore rejected rather than shifted by a day. Names such as `Mon-Fri` work in both.
 
 use std::str::FromStr;
 

@@ -11,7 +11,7 @@ use crate::spec::{Schedule, idempotency_key};
 impl Scheduler {
     /// Updates submitted cycles from the job service and returns how many are still in
     /// flight. A lookup failure counts the cycle as in flight, so the runahead limit
-    /// still holds while the job service is unreachable.
+    /// still applies while the job service is unreachable.
     pub(crate) async fn refresh_in_flight(
         &self,
         schedule: &Schedule,
@@ -163,7 +163,7 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Scores succeeded cycles once the dataset holds their last valid time, and
+    /// Scores succeeded cycles once the dataset contains their last valid time, and
     /// records the scores in the bank.
     pub(crate) async fn verify_finished(
         &self,

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod cycle_rule;
 mod dispatch;
+mod engine_catalog;
 pub mod error;
 pub mod http;
 mod manage;
@@ -23,6 +24,7 @@ pub mod spec;
 
 pub use clock::{Clock, ReplayClock, SystemClock, TokioClock};
 pub use cycle_rule::{CronError, CycleRule};
+pub use engine_catalog::EngineCatalog;
 pub use error::{ApiError, ErrorKind};
 pub use http::routes;
 pub use manage::{Accepted, ScheduleView, Warning};

@@ -234,7 +234,7 @@ impl Scheduler {
         })
     }
 
-    /// A pending cycle record planned now.
+    /// Builds a pending cycle record planned now.
     pub(crate) fn new_cycle(
         &self,
         id: &str,

@@ -41,7 +41,7 @@ impl Scheduler {
     }
 
     /// Plans the newest cycle at or before now for immediate submission. A failed or
-    /// skipped cycle is planned again as a new attempt with its own idempotency key; a
+    /// skipped cycle is planned again as a new attempt with its own idempotency key. A
     /// cycle that is pending, submitted or succeeded is a conflict.
     pub fn trigger(&self, id: &str) -> Result<CycleRecord, ApiError> {
         let schedule = self.active_schedule(id)?;

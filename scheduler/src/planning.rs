@@ -11,7 +11,7 @@ use crate::spec::{MissedCyclePolicy, Schedule};
 /// the cursor catches up over several ticks instead of one huge transaction.
 const MAX_CYCLES_PER_TICK: usize = 10_000;
 
-/// What to do with one due cycle.
+/// Decision for one due cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Decision {
     pub cycle_time: DateTime<Utc>,

@@ -46,7 +46,7 @@ pub enum SubmitError {
     NotFound { job_id: String },
 }
 
-/// The job service as the scheduler sees it. `submit` must return the existing job when
+/// The job service, as the scheduler uses it. `submit` must return the existing job when
 /// `idempotency_key` was used before, so a cycle is never queued twice, even by two
 /// schedulers or after a restart.
 pub trait JobSubmitter: Send + Sync {
@@ -77,7 +77,7 @@ impl SchedulerLease for AlwaysHeld {
     }
 }
 
-/// Whether a dataset holds analyses for a time; a cycle waits until its init time is
+/// Availability of analyses in a dataset. A cycle waits until its init time is
 /// available, and verification waits for the valid time.
 pub trait InputAvailability: Send + Sync {
     fn has_time(&self, dataset: &str, time: DateTime<Utc>) -> bool;
@@ -100,7 +100,7 @@ impl FixedTimes {
         times.entry(dataset.to_string()).or_default().insert(time);
     }
 
-    /// The 64 six-hourly analysis times of the storm-1996 dataset under `dataset`.
+    /// Creates the 64 six-hourly analysis times of the storm-1996 dataset under `dataset`.
     pub fn storm_1996(dataset: &str) -> Self {
         let fixed = Self::new();
         let start = crate::clock::storm_1996_start();
@@ -118,8 +118,7 @@ impl InputAvailability for FixedTimes {
     }
 }
 
-/// What the catalog resolved a valid request to; the bank's run-time patterns are keyed
-/// on it.
+/// Resolved shape of a valid request, on which the bank's run-time patterns are keyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestShape {
     /// The model that will run, after the dataset's default was applied.

@@ -30,7 +30,7 @@ pub struct SchedulerConfig {
 
 impl Default for SchedulerConfig {
     /// Analyses usually arrive within a few hours of their time, hence the 6 h input
-    /// timeout; a 10 s tick is far below the hour-scale cycle spacing.
+    /// timeout. A 10 s tick is far below the hour-scale cycle spacing.
     fn default() -> Self {
         Self {
             tick: Duration::from_secs(10),

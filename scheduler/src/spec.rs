@@ -163,7 +163,7 @@ impl Schedule {
         Ok(Self { spec, rule })
     }
 
-    /// The forecast request of one cycle.
+    /// Builds the forecast request of one cycle.
     pub fn request(&self, cycle_time: chrono::DateTime<chrono::Utc>) -> ForecastRequest {
         ForecastRequest {
             dataset: self.spec.dataset.clone(),

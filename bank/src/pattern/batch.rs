@@ -3,7 +3,7 @@
 //!
 //! Weights are relative to the newest outcome of the whole scope, so a batch size that
 //! has not been tried for weeks counts less than one tried today. A batch size is unsafe
-//! when at least half of its recency-weighted outcomes ran out of memory; successes at a
+//! when at least half of its recency-weighted outcomes ran out of memory. Successes at a
 //! batch size after a driver or memory upgrade therefore clear it again.
 
 use std::collections::BTreeMap;

@@ -205,7 +205,7 @@ impl Bank {
     }
 }
 
-/// The first backfill of the schedule that overlaps `start..=end` and still has cycles
+/// Finds the first backfill of the schedule that overlaps `start..=end` and still has cycles
 /// pending or submitted.
 fn active_overlap(
     tx: &Transaction<'_>,
