@@ -76,6 +76,10 @@ pub struct ServiceArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GRIDCAST_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Pause in seconds after each rollout step, so tests and demos can cancel or kill
+    /// a run midway. Leave unset in production.
+    #[arg(long, env = "GRIDCAST_STEP_DELAY_SECS", hide = true)]
+    pub step_delay_secs: Option<f64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -100,6 +104,7 @@ pub struct FileSettings {
     pub max_lead_hours: Option<u32>,
     pub device: Option<String>,
     pub log_format: Option<String>,
+    pub step_delay_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +134,7 @@ pub struct ServiceConfig {
     pub max_lead_hours: u32,
     pub device: String,
     pub log_format: LogFormat,
+    pub step_delay: Option<Duration>,
 }
 
 /// Reads a `--config` file.
@@ -186,6 +192,10 @@ impl ServiceArgs {
                 .or(base.max_lead_hours),
             device: pick(&self.device, &file.device, &base.device),
             log_format: pick(&self.log_format, &file.log_format, &base.log_format),
+            step_delay_secs: self
+                .step_delay_secs
+                .or(file.step_delay_secs)
+                .or(base.step_delay_secs),
         };
         merged.validate()
     }
@@ -266,13 +276,19 @@ impl FileSettings {
             max_lead_hours,
             device: self.device.unwrap_or_else(|| "cpu".to_owned()),
             log_format,
+            step_delay: self
+                .step_delay_secs
+                .map(|value| seconds("step_delay_secs", value))
+                .transpose()?,
         })
     }
 }
 
 /// The first of flag (or environment), file and base that is set.
 fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>, base: &Option<T>) -> Option<T> {
-    flag.clone().or_else(|| file.clone()).or_else(|| base.clone())
+    flag.clone()
+        .or_else(|| file.clone())
+        .or_else(|| base.clone())
 }
 
 fn seconds(setting: &str, value: f64) -> anyhow::Result<Duration> {

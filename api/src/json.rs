@@ -86,19 +86,18 @@ fn malformed(error: &serde_json::Error) -> ApiError {
     )
 }
 
-/// JSON path of the field an error is about. serde reports missing and unknown fields
-/// at the enclosing object, naming the field in backticks in the message.
+/// JSON path of the field an error is about. serde reports a missing field at the
+/// enclosing object and names the field in backticks in the message, so it is appended.
+/// An unknown or mistyped field is already the last segment of the path.
 fn field_path(path: &str, message: &str) -> Option<String> {
     let parent = if path == "." { "" } else { path };
-    for prefix in ["missing field `", "unknown field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            let name = rest.split('`').next().unwrap_or("");
-            return Some(if parent.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{parent}.{name}")
-            });
-        }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        return Some(if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        });
     }
     (!parent.is_empty()).then(|| parent.to_owned())
 }

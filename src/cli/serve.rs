@@ -183,6 +183,7 @@ fn worker_config(config: &ServiceConfig, index: usize) -> WorkerConfig {
             max_delay: config.retry_max,
         },
         scratch_dir: config.data_dir.join("scratch"),
+        step_delay: config.step_delay,
     }
 }
 

@@ -200,6 +200,7 @@ impl Worker {
         let request = lease.job.request.clone();
         let out = scratch.to_path_buf();
         let span = tracing::Span::current();
+        let step_delay = self.config.step_delay;
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             if let Some(dir) = out.parent() {
@@ -208,8 +209,12 @@ impl Worker {
                     source,
                 })?;
             }
-            let on_progress =
-                |done: u32, _total: u32| shared.steps_done.store(done, Ordering::Relaxed);
+            let on_progress = |done: u32, _total: u32| {
+                shared.steps_done.store(done, Ordering::Relaxed);
+                if let Some(delay) = step_delay {
+                    std::thread::sleep(delay);
+                }
+            };
             let is_cancelled = || shared.stop.load(Ordering::Relaxed);
             let control = RunControl {
                 on_progress: &on_progress,

@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// Directory for result files while they are written, before upload.
     pub scratch_dir: PathBuf,
+    /// Pause after each rollout step. A fault-injection aid that makes runs long enough
+    /// to cancel or kill mid-run in tests and demos; `None` in production.
+    pub step_delay: Option<Duration>,
 }
 
 /// A job worker. Cheap to clone; clones share the store, runner and metrics.

@@ -1,0 +1,156 @@
+//! Shared set-up: a router over a fresh store and the real storm-1996 catalog.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use gridcast_api::{ApiConfig, ApiMetrics, AppState};
+use gridcast_engine::{Catalog, RequestLimits};
+use gridcast_store::{ListQuery, Store, StoreConfig};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub dir: tempfile::TempDir,
+}
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+pub fn open_catalog() -> Arc<Catalog> {
+    Arc::new(Catalog::open(&repo_path("data"), &repo_path("models")).expect("open catalog"))
+}
+
+pub fn api_config(dir: &tempfile::TempDir) -> ApiConfig {
+    ApiConfig {
+        max_body_bytes: 4096,
+        max_queue_depth: 100,
+        retry_after: Duration::from_secs(7),
+        max_attempts: 3,
+        request_limits: RequestLimits::default(),
+        scratch_dir: dir.path().join("scratch"),
+    }
+}
+
+pub async fn test_app_with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::embedded(dir.path()))
+        .await
+        .unwrap();
+    let catalog = open_catalog();
+    let registry = prometheus::Registry::new();
+    let mut config = api_config(&dir);
+    adjust(&mut config);
+    let state = AppState {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        config: Arc::new(config),
+        metrics: ApiMetrics::register(&registry).unwrap(),
+        registry,
+    };
+    TestApp {
+        router: gridcast_api::router(state),
+        store,
+        catalog,
+        dir,
+    }
+}
+
+pub async fn test_app() -> TestApp {
+    test_app_with(|_| {}).await
+}
+
+/// A valid submission inside the storm-1996 held-out period.
+pub fn valid_body() -> Value {
+    json!({
+        "model": "persistence",
+        "dataset": "storm-1996",
+        "init_time": "1996-01-16T00:00:00Z",
+        "lead_hours": 24,
+        "region": {"south": 30, "north": 50, "west": -120, "east": -80},
+        "variables": ["t", "p"],
+        "priority": 0
+    })
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|err| {
+            panic!(
+                "body is not JSON ({err}): {:?}",
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn post_raw(&self, body: impl Into<Body>, key: Option<&str>) -> Reply {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/jobs")
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            builder = builder.header("idempotency-key", key);
+        }
+        self.send(builder.body(body.into()).unwrap()).await
+    }
+
+    pub async fn post(&self, body: &Value) -> Reply {
+        self.post_raw(body.to_string(), None).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> Reply {
+        self.send(Request::delete(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    pub async fn job_count(&self) -> usize {
+        let query = ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        };
+        self.store.list(&query).await.unwrap().jobs.len()
+    }
+}

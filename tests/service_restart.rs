@@ -1,0 +1,80 @@
+//! Crash recovery: SIGKILL the server mid-job, restart it on the same data directory,
+//! and check the job completes exactly once with exactly one stored result.
+
+mod service_support;
+
+use std::time::Duration;
+
+use service_support::{Server, poll_job, storm_job};
+
+#[tokio::test]
+async fn killed_mid_job_completes_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("service");
+    // Short lease so the restarted server takes over quickly; a step delay of 1 s makes
+    // the 4-step job last long enough to be killed midway.
+    let lease = ["--lease-secs", "2", "--heartbeat-secs", "0.2"];
+    let mut first = Server::start(
+        &data_dir,
+        &[&lease[..], &["--step-delay-secs", "1"]].concat(),
+    );
+    let client = reqwest::Client::new();
+    let response = client
+        .post(first.url("/v1/jobs"))
+        .json(&storm_job())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: serde_json::Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let running = poll_job(&client, &first, &id, Duration::from_secs(30), |job| {
+        job["state"] == "running" && job["progress"]["steps_done"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(running["attempts"], 1);
+
+    // `Child::kill` sends SIGKILL on Unix: no shutdown code runs.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Server::start(&data_dir, &lease);
+    let done = poll_job(&client, &second, &id, Duration::from_secs(60), |job| {
+        job["state"] != "queued" && job["state"] != "running"
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(
+        done["attempts"], 2,
+        "the killed attempt counts once, the rerun once"
+    );
+
+    let list: serde_json::Value = client
+        .get(second.url("/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1), "{list}");
+
+    let results_dir = data_dir.join("objects").join("results").join(&id);
+    let attempts: Vec<String> = std::fs::read_dir(&results_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        attempts,
+        vec!["attempt-2".to_owned()],
+        "exactly one stored result"
+    );
+    let result = client
+        .get(second.url(&format!("/v1/jobs/{id}/result")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(result.status(), 200);
+    let bytes = result.bytes().await.unwrap();
+    assert_eq!(&bytes[..3], b"CDF");
+}

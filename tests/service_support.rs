@@ -1,0 +1,106 @@
+//! Helpers for tests that run the real `gridcast` binary as a server on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `gridcast serve` child process and its base URL.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `gridcast serve` on a free loopback port with `extra` flags and waits for
+    /// the line that contains the bound address.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let root = repo_root();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gridcast"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--model-root")
+            .arg(root.join("models"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start gridcast serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("serve printed nothing")
+            .expect("read serve output");
+        let base = line
+            .strip_prefix("gridcast listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Server { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `GET /v1/jobs/{id}` until `done` accepts it or `timeout` passes.
+pub async fn poll_job(
+    client: &reqwest::Client,
+    server: &Server,
+    id: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let job: Value = client
+            .get(server.url(&format!("/v1/jobs/{id}")))
+            .send()
+            .await
+            .expect("GET job")
+            .json()
+            .await
+            .expect("job JSON");
+        if done(&job) {
+            return job;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out waiting for job {id}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The storm-1996 persistence job the service tests submit.
+pub fn storm_job() -> Value {
+    serde_json::json!({
+        "model": "persistence",
+        "dataset": "storm-1996",
+        "init_time": "1996-01-16T00:00:00Z",
+        "lead_hours": 24,
+        "region": {"south": 30, "north": 50, "west": -120, "east": -80},
+        "variables": ["t", "p"]
+    })
+}
