@@ -26,7 +26,9 @@ mod dataset;
 mod error;
 mod grib2;
 mod grid;
+mod inspect;
 mod netcdf;
+mod writer;
 
 pub use cf::{Packing, TimeUnits};
 pub use dataset::{
@@ -35,6 +37,8 @@ pub use dataset::{
 pub use error::GridError;
 pub use grib2::{GribField, Level, Parameter, grib2_from_bytes, read_grib2};
 pub use grid::{Grid, Region, RegionIndices};
+pub use inspect::{FileFormat, describe_grid, detect_format, inspect};
 pub use netcdf::{
     GriddedVariable, MemberAxis, NetcdfFile, TimeAxis, netcdf_from_bytes, read_netcdf,
 };
+pub use writer::{CfHeader, CfVariable, CfWriter, FILL_VALUE_F32};
