@@ -17,6 +17,8 @@ use chrono::{DateTime, Timelike, Utc};
 pub struct CronError {
     pub expression: String,
     pub message: String,
+    /// The rule names a time zone (`CRON_TZ=`, `TZ=`), which is not supported.
+    pub names_time_zone: bool,
 }
 
 /// A parsed cycle rule. Cycle times are the rule's fire times in UTC.
@@ -39,13 +41,17 @@ impl CycleRule {
         let error = |message: String| CronError {
             expression: expression.to_string(),
             message,
+            names_time_zone: false,
         };
         let trimmed = expression.trim();
         let first = trimmed.split_whitespace().next().unwrap_or_default();
         if first.starts_with("CRON_TZ=") || first.starts_with("TZ=") {
-            return Err(error(
-                "time zone prefixes are not supported; cycle rules are always in UTC".into(),
-            ));
+            return Err(CronError {
+                names_time_zone: true,
+                ..error(
+                    "time zone prefixes are not supported; cycle rules are always in UTC".into(),
+                )
+            });
         }
         let fields: Vec<&str> = trimmed.split_whitespace().collect();
         let normalised = match fields.len() {
@@ -176,6 +182,8 @@ mod tests {
             let err = CycleRule::parse(expression).unwrap_err();
             assert_eq!(err.expression, expression);
             assert!(err.message.contains(expected), "{expression:?}: {err}");
+            let names_time_zone = expected == "always in UTC";
+            assert_eq!(err.names_time_zone, names_time_zone, "{expression:?}");
         }
     }
 }

@@ -134,7 +134,7 @@ impl Schedule {
             ));
         }
         let rule = CycleRule::parse(&spec.cron).map_err(|err| {
-            let code = if err.message.contains("UTC") {
+            let code = if err.names_time_zone {
                 "unsupported_time_zone"
             } else {
                 "invalid_cron"

@@ -148,8 +148,8 @@ async fn restart_on_same_bank_does_not_double() {
         tokio::time::advance(Duration::from_secs(6 * 3600)).await;
         assert_eq!(h.scheduler.tick().await.submitted, 1);
     }
-    // A new process on the same file, 12 h later, knows the 06Z cycle was submitted
-    // and catches up the two cycles it missed.
+    // A new process on the same file, 12 h later, finds the 06Z cycle submitted and
+    // plans 12Z (missed) and 18Z (due now).
     tokio::time::advance(Duration::from_secs(12 * 3600)).await;
     let clock = Arc::new(TokioClock::starting_at(hours_after(storm_1996_start(), 18)));
     let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));

@@ -320,8 +320,8 @@ async fn pause_resume_and_trigger() {
     let (status, paused) = call(&router, Method::POST, "/v1/schedules/storm/pause", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(paused["paused"], true);
-    let refused = call(&router, Method::POST, "/v1/schedules/storm/trigger", None).await;
-    assert_error(&refused, StatusCode::CONFLICT, "schedule_paused", None);
+    let rejected = call(&router, Method::POST, "/v1/schedules/storm/trigger", None).await;
+    assert_error(&rejected, StatusCode::CONFLICT, "schedule_paused", None);
 
     call(&router, Method::POST, "/v1/schedules/storm/resume", None).await;
     let (status, cycle) = call(&router, Method::POST, "/v1/schedules/storm/trigger", None).await;

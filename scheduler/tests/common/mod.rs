@@ -215,7 +215,7 @@ pub fn harness_with(
     }
 }
 
-/// A 6-hourly storm-1996 schedule with a 6 h lead time.
+/// Builds a 6-hourly storm-1996 schedule with a 6 h lead time.
 pub fn storm_spec(policy: MissedCyclePolicy) -> ScheduleSpec {
     ScheduleSpec {
         id: "storm".into(),
