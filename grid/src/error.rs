@@ -29,6 +29,9 @@ pub enum GridError {
         source: grib::GribError,
     },
 
+    #[error("{path} is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+
     #[error("{path}: GRIB2 message {message}: {detail}")]
     GribMessage {
         path: PathBuf,

@@ -72,6 +72,85 @@ pub fn grib2_from_bytes(bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
 }
 
 fn decode_all(path: &Path, bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
+    check_structure(bytes).map_err(|detail| GridError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    })?;
+    // NOTE: the grib crate 0.20 can still panic on some corrupt section contents
+    // (its own arithmetic on header fields), so a panic is turned into an error here.
+    // The length checks above remove the panics found so far.
+    let decoded = std::panic::catch_unwind(|| decode_checked(path, bytes));
+    decoded.unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Err(GridError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("the GRIB2 decoder failed on corrupt data: {detail}"),
+        })
+    })
+}
+
+/// Walks messages and sections by their length fields, so that lengths the grib
+/// crate would trust (and underflow on) are checked first.
+fn check_structure(bytes: &[u8]) -> Result<(), String> {
+    let mut pos = 0usize;
+    let mut messages = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < 16 || &rest[..4] != b"GRIB" {
+            return Err(format!("no GRIB2 message starts at byte {pos}"));
+        }
+        if rest[7] != 2 {
+            return Err(format!(
+                "message at byte {pos} is GRIB edition {}, not 2",
+                rest[7]
+            ));
+        }
+        let total = u64::from_be_bytes(rest[8..16].try_into().unwrap_or([0; 8]));
+        if total < 16 + 4 || total > rest.len() as u64 {
+            return Err(format!(
+                "message at byte {pos} declares {total} bytes but {} remain; the file is                  truncated or corrupt",
+                rest.len()
+            ));
+        }
+        let message = &rest[..total as usize];
+        check_sections(message).map_err(|e| format!("message at byte {pos}: {e}"))?;
+        pos += message.len();
+        messages += 1;
+    }
+    if messages == 0 {
+        return Err("the file is empty".to_owned());
+    }
+    Ok(())
+}
+
+fn check_sections(message: &[u8]) -> Result<(), String> {
+    let end = message.len() - 4;
+    if &message[end..] != b"7777" {
+        return Err("does not end with 7777".to_owned());
+    }
+    let mut pos = 16;
+    while pos < end {
+        let header = message
+            .get(pos..pos + 5)
+            .ok_or_else(|| format!("section header at byte {pos} is cut off"))?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let number = header[4];
+        if len < 5 || !(1..=7).contains(&number) || len > end - pos {
+            return Err(format!(
+                "section at byte {pos} has number {number} and length {len}, which do not \
+                 fit the message"
+            ));
+        }
+        pos += len;
+    }
+    Ok(())
+}
+
+fn decode_checked(path: &Path, bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
     let grib = grib::from_bytes(bytes).map_err(|source| GridError::Grib {
         path: path.to_owned(),
         source,

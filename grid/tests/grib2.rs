@@ -252,3 +252,39 @@ fn unsupported_grid_template_named() {
     assert!(text.contains("Lambert"), "{text}");
     assert!(text.contains("template 3.0"), "{text}");
 }
+
+#[test]
+fn truncated_grib2_errors() {
+    let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
+    let (message, _) = first_message(&bytes);
+    for cut in [
+        0,
+        4,
+        15,
+        16,
+        40,
+        100,
+        200,
+        message.len() / 2,
+        message.len() - 1,
+    ] {
+        let result = grib2_from_bytes(&message[..cut]);
+        assert!(result.is_err(), "cut at {cut} bytes was accepted");
+    }
+}
+
+#[test]
+fn corrupted_grib2_never_panics() {
+    let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
+    let (message, _) = first_message(&bytes);
+    // Flip every byte of Sections 0-5 and a sample of the data; any outcome but a
+    // panic is fine.
+    let positions = (0..message.len().min(400)).chain((400..message.len()).step_by(97));
+    for k in positions {
+        for mask in [0xFF, 0x80, 0x01] {
+            let mut edited = message.clone();
+            edited[k] ^= mask;
+            let _ = grib2_from_bytes(&edited);
+        }
+    }
+}
