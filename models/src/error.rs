@@ -32,7 +32,7 @@ pub enum ModelError {
         expected: String,
         actual: String,
     },
-    /// The weights file lacks a tensor or holds one of the wrong shape.
+    /// The weights file lacks a tensor or contains one of the wrong shape.
     #[error("weights file {path} is invalid: {reason}")]
     InvalidWeights { path: PathBuf, reason: String },
     /// The network was built without a parameter its layout needs.

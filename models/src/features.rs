@@ -1,7 +1,7 @@
 //! Network inputs built from states, shared by inference and training so both feed
 //! the network identically.
 //!
-//! Per variable the network sees three channels, followed by two static ones:
+//! Per variable the network receives three channels, followed by two static ones:
 //!
 //! 1. the current state, normalised `(x - mean) / std`;
 //! 2. the trend `(now - previous) / tendency_std`, 0 where either state is missing;

@@ -78,7 +78,7 @@ pub struct AxisSpec {
     pub count: usize,
 }
 
-/// What the weights were trained on and how.
+/// Record of the training data and settings behind the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingRecord {
     pub dataset: String,

@@ -213,8 +213,8 @@ mod tests {
     #[test]
     fn forward_crops_the_padded_cells() {
         // Padding a 6 x 6 grid by replicating its edges to 8 x 8 must give the same
-        // result as the network padding it itself, cropped back: the network sees the
-        // same padded tensor either way. Exact equality is expected.
+        // result as the network padding it itself, cropped back, because the network
+        // receives the same padded tensor either way. Exact equality is expected.
         let arch = tiny_arch(2);
         let params = tiny_params(&arch);
         let values: Vec<f32> = (0..3 * 36).map(|k| (k as f32 * 0.37).sin()).collect();

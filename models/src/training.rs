@@ -1,10 +1,10 @@
-//! Deterministic training of the U-Net on the CPU (or any candle device).
+//! Deterministic training of the U-Net on the CPU.
 //!
 //! Each sample is a window starting at frame `s` (the current state, with `s - 1` as
-//! the previous one). The model is rolled out `R` steps from there and the loss is the
-//! mean over those steps of the latitude-weighted mean squared error in tendency units
-//! (error divided by the variable's one-step tendency std), so every variable and step
-//! counts alike. `R` grows during training: 1 step for the first 40 % of the epochs,
+//! the previous one). The model is rolled out `R` steps from there. The loss is the mean
+//! over those steps of the latitude-weighted mean squared error in tendency units (error
+//! divided by the variable's one-step tendency std), so every variable and step counts
+//! alike. `R` grows during training: 1 step for the first 40 % of the epochs,
 //! `ceil(rollout_steps / 2)` for the next 30 %, then `rollout_steps`.
 //!
 //! Cells are left out of the loss where the target is missing or where the starting
@@ -53,10 +53,10 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             seed: 1996,
-            epochs: 60,
+            epochs: 40,
             learning_rate: 2e-3,
             weight_decay: 1e-3,
-            width: 16,
+            width: 8,
             levels: 2,
             batch_size: 8,
             rollout_steps: 4,

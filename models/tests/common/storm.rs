@@ -94,6 +94,8 @@ pub fn load_storm(dir: &Path) -> TrainingData {
 }
 
 /// Frames `range` of `data`, as a new training set.
+// Each test binary compiles this module, and not every one slices.
+#[allow(dead_code)]
 pub fn slice_steps(data: &TrainingData, range: std::ops::Range<usize>) -> TrainingData {
     let n = data.shape.len();
     TrainingData {
