@@ -98,6 +98,12 @@ pub fn check_params(arch: &Architecture, params: &Params) -> Result<(), String> 
         let tensor = params
             .get(name)
             .ok_or_else(|| format!("tensor `{name}` is missing"))?;
+        if tensor.dtype() != candle_core::DType::F32 {
+            return Err(format!(
+                "tensor `{name}` is {:?} but must be F32",
+                tensor.dtype()
+            ));
+        }
         if tensor.dims() != shape.as_slice() {
             return Err(format!(
                 "tensor `{name}` has shape {:?} but the architecture needs {shape:?}",
@@ -237,6 +243,10 @@ mod tests {
         let arch = tiny_arch(2);
         let mut params = tiny_params(&arch);
         check_params(&arch, &params).unwrap();
+        let f64_bias = params["head.bias"].to_dtype(DType::F64).unwrap();
+        params.insert("head.bias".into(), f64_bias);
+        let err = check_params(&arch, &params).unwrap_err();
+        assert!(err.contains("must be F32"), "{err}");
         params.remove("head.bias");
         let err = check_params(&arch, &params).unwrap_err();
         assert!(err.contains("head.bias"), "{err}");
