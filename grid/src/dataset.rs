@@ -159,9 +159,9 @@ impl Dataset {
     /// Opens the dataset described by `dir/dataset.toml`.
     ///
     /// Every variable must be on the same grid and time axis, and the times must be
-    /// `step_hours` apart. `sha256` hashes, in this order, the descriptor and then each
-    /// distinct variable file in descriptor order; each entry is framed as the file
-    /// name, a NUL byte, the length as a little-endian u64 and the bytes.
+    /// `step_hours` apart. `sha256` hashes the descriptor and then each distinct variable
+    /// file in descriptor order. Each entry is framed as the file name, a NUL byte, the
+    /// length as a little-endian u64 and the bytes.
     pub fn open(dir: &Path) -> Result<Dataset, GridError> {
         let descriptor = Descriptor::load(dir)?;
         let mut hasher = Sha256::new();
@@ -222,12 +222,12 @@ impl Dataset {
         })
     }
 
-    /// The variable named `name`, if any.
+    /// Returns the variable named `name`, if any.
     pub fn variable(&self, name: &str) -> Option<&Variable> {
         self.variables.iter().find(|v| v.name == name)
     }
 
-    /// The `[lat][lon]` field (`ny * nx` values) of variable `var` at time index `time`.
+    /// Returns the `[lat][lon]` field (`ny * nx` values) of variable `var` at time index `time`.
     ///
     /// # Panics
     ///

@@ -236,16 +236,19 @@ fn decode_field<R>(
     let parameter = parameter(&submessage);
     let level = level(&submessage);
     let member = member(&submessage);
+
     let order = submessage
         .ij()
         .map_err(|e| fail(format!("unsupported scanning mode: {e}")))?;
     drop(submessage);
+
     let decoder =
         grib::Grib2SubmessageDecoder::new(ni * nj, sections.sect5, sections.sect6, sections.sect7)
             .map_err(|e| fail(format!("cannot set up decoding: {e}")))?;
     let values = decoder
         .dispatch()
         .map_err(|e| fail(format!("cannot decode values: {e}")))?;
+
     // Place each value at its (i, j) position, `i` along a parallel from Lo1 and `j`
     // along a meridian from La1, whatever order the scanning mode stores them in.
     let mut src = vec![f32::NAN; ni * nj];
@@ -259,6 +262,7 @@ fn decode_field<R>(
             "decoded {count} values for a {ni} x {nj} grid; the data section is truncated"
         )));
     }
+
     let reorder = Reorder::new(&lat, &lon, false).map_err(|e| fail(e.to_string()))?;
     let mut data = Vec::with_capacity(ni * nj);
     reorder.push_slice(&src, &mut data);
@@ -306,6 +310,7 @@ fn grid_axes<R>(
     let GridDefinitionTemplateValues::Template0(t) = values else {
         return Err(fail(format!("unexpected grid definition; {SUPPORTED}")));
     };
+
     let g = &t.lat_lon.grid;
     let (ni, nj) = (g.ni as usize, g.nj as usize);
     let points = ni.checked_mul(nj).filter(|&p| p > 0 && p <= MAX_POINTS);
@@ -315,6 +320,7 @@ fn grid_axes<R>(
             grid_def.num_points()
         )));
     }
+
     // Angles are in units of basic_angle / subdivisions degrees, or 1e-6 degrees when
     // either is 0 or missing (GRIB2 template 3.0, note 1).
     let unit = match (

@@ -100,7 +100,7 @@ impl Grid {
         }
     }
 
-    /// Whether the columns cover the full circle, so that column `nx - 1` is followed
+    /// Returns whether the columns cover the full circle, so that column `nx - 1` is followed
     /// by column 0.
     pub fn is_global_lon(&self) -> bool {
         let dlon = self.dlon();

@@ -121,7 +121,7 @@ impl TimeAxis {
 }
 
 impl GriddedVariable {
-    /// The `[lat][lon]` slice of one time step and member.
+    /// Returns the `[lat][lon]` slice of one time step and member.
     pub fn slice(&self, grid: &Grid, time: usize, member: usize) -> &[f32] {
         let cells = grid.ny() * grid.nx();
         let start = (time * self.n_members + member) * cells;
@@ -146,7 +146,7 @@ pub fn netcdf_from_bytes(bytes: &[u8]) -> Result<NetcdfFile, GridError> {
 }
 
 /// Decodes a file. `open` is called twice because `FileReader` lends its header only
-/// by reference while reading needs it mutably; the first reader gives up its header
+/// by reference while reading needs it mutably. The first reader gives up its header,
 /// and the second reads the data.
 fn decode(
     path: &Path,
@@ -161,6 +161,7 @@ fn decode(
     let mut reader = open().map_err(netcdf_error)?;
     reject_unsupported_grids(path, &ds)?;
     let (lat_dim, lon_dim) = find_lat_lon(path, &ds)?;
+
     let mut ctx = Reader {
         path,
         reader: &mut reader,
@@ -172,11 +173,13 @@ fn decode(
         path: path.to_owned(),
         detail: e.to_string(),
     })?;
+
     let layout = Layout::from_data_set(path, &ds, &lat_dim, &lon_dim)?;
     let mut variables = Vec::new();
     for name in &layout.data_variables {
         variables.push(ctx.read_gridded(&ds, name, &layout, &reorder)?);
     }
+
     let time = match &layout.time_dim {
         Some(dim) => Some(ctx.time_axis(&ds, dim)?),
         None => None,
@@ -259,7 +262,7 @@ fn find_lat_lon(path: &Path, ds: &DataSet) -> Result<(String, String), GridError
     }
 }
 
-/// Which variables are gridded and which dimensions are time and member.
+/// Gridded variables of a file and its time and member dimensions.
 struct Layout {
     lat_dim: String,
     data_variables: Vec<String>,
@@ -430,6 +433,7 @@ impl Reader<'_> {
         let packing = packing_of(ds, name);
         let raw = self.read_raw(ds, name)?;
         let unpacked: Vec<f32> = raw.into_iter().map(|v| packing.unpack(v)).collect();
+
         let mut order = reorder.clone();
         order.lon_major = dims[n - 2] != layout.lat_dim;
         let cells = order.grid.ny() * order.grid.nx();
@@ -437,6 +441,7 @@ impl Reader<'_> {
         for slice in unpacked.chunks_exact(cells.max(1)) {
             order.push_slice(slice, &mut data);
         }
+
         let attr = |key: &str| {
             var.get_attr(key)
                 .filter(|a| a.data_type() == DataType::U8)

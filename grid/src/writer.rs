@@ -41,7 +41,7 @@ const RESERVED_NAMES: [&str; 6] = [
     "forecast_reference_time",
 ];
 
-/// What a CF output file contains, fixed before the first time step.
+/// Contents of a CF output file, fixed before the first time step.
 #[derive(Debug, Clone)]
 pub struct CfHeader {
     /// Forecast initialisation time; `time` is stored as hours since it.
