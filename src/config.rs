@@ -43,7 +43,7 @@ pub struct ServiceArgs {
     /// again elsewhere [default: 30].
     #[arg(long, env = "GRIDCAST_LEASE_SECS")]
     pub lease_secs: Option<f64>,
-    /// Heartbeat interval in seconds; also the maximum delay before a running job sees
+    /// Heartbeat interval in seconds; also the maximum delay before a running job notices
     /// its cancellation. At most half the lease [default: 1].
     #[arg(long, env = "GRIDCAST_HEARTBEAT_SECS")]
     pub heartbeat_secs: Option<f64>,
@@ -67,7 +67,7 @@ pub struct ServiceArgs {
     /// Largest request body in bytes; larger bodies get 413 [default: 65536].
     #[arg(long, env = "GRIDCAST_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Longest lead time a job may request, in hours [default: 240].
+    /// Maximum lead time a job may request, in hours [default: 240].
     #[arg(long, env = "GRIDCAST_MAX_LEAD_HOURS")]
     pub max_lead_hours: Option<u32>,
     /// Device name recorded on jobs [default: cpu].
@@ -284,7 +284,7 @@ impl FileSettings {
     }
 }
 
-/// The first of flag (or environment), file and base that is set.
+/// Returns the first of flag (or environment), file and base that is set.
 fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>, base: &Option<T>) -> Option<T> {
     flag.clone()
         .or_else(|| file.clone())

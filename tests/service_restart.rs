@@ -11,8 +11,8 @@ use service_support::{Server, poll_job, storm_job};
 async fn killed_mid_job_completes_once_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("service");
-    // Short lease so the restarted server takes over quickly; a step delay of 1 s makes
-    // the 4-step job last long enough to be killed midway.
+    // A short lease lets the restarted server take over quickly. A step delay of 1 s
+    // makes the 4-step job last long enough to be killed midway.
     let lease = ["--lease-secs", "2", "--heartbeat-secs", "0.2"];
     let mut first = Server::start(
         &data_dir,

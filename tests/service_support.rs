@@ -93,7 +93,7 @@ pub async fn poll_job(
     }
 }
 
-/// The storm-1996 persistence job the service tests submit.
+/// Builds the storm-1996 persistence job the service tests submit.
 pub fn storm_job() -> Value {
     serde_json::json!({
         "model": "persistence",

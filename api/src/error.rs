@@ -9,7 +9,7 @@ use gridcast_engine::RequestError;
 use gridcast_store::StoreError;
 use serde::Serialize;
 
-/// An error answer of the API.
+/// An error response of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -1,9 +1,9 @@
 //! JSON body extractor whose rejections name the offending field.
 //!
 //! axum's `Json` rejections are plain text. This one buffers the body under the
-//! router's `DefaultBodyLimit` (413 beyond it), requires a JSON content type (415) and
-//! decodes with `serde_path_to_error`, so malformed JSON is a 400 and a missing, unknown
-//! or mistyped field is a 422 whose `field` is the JSON path.
+//! router's `DefaultBodyLimit` (413 beyond it) and requires a JSON content type (415).
+//! It decodes with `serde_path_to_error`: malformed JSON is a 400, and a missing,
+//! unknown or mistyped field is a 422 whose `field` is the JSON path.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

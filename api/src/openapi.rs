@@ -26,7 +26,7 @@ fn id_parameter() -> Value {
     json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } })
 }
 
-/// The OpenAPI document.
+/// Builds the OpenAPI document.
 pub fn openapi_document() -> Value {
     json!({
         "openapi": "3.0.3",

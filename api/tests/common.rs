@@ -72,7 +72,7 @@ pub async fn test_app() -> TestApp {
     test_app_with(|_| {}).await
 }
 
-/// A valid submission inside the storm-1996 held-out period.
+/// Builds a valid submission inside the storm-1996 held-out period.
 pub fn valid_body() -> Value {
     json!({
         "model": "persistence",

@@ -56,7 +56,7 @@ async fn optional_fields_take_defaults() {
     );
 }
 
-/// Each case: name, body, expected status, expected `field` (prefix).
+/// Lists rejected cases: name, body, expected status and expected `field` prefix.
 fn rejected_bodies() -> Vec<(&'static str, String, StatusCode, Option<&'static str>)> {
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     let body = valid_body;
@@ -545,7 +545,7 @@ async fn openapi_matches_routes() {
         .collect();
     routes.sort();
     assert_eq!(documented, routes);
-    // Every documented route exists: it answers something other than the JSON 404/405
+    // Every documented route exists: it returns something other than the JSON 404/405
     // of the fallbacks.
     let id = app.post(&valid_body()).await.json()["id"]
         .as_str()

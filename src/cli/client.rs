@@ -309,7 +309,7 @@ pub fn print_job(job: &JobView) {
     }
 }
 
-/// One line per variable from the engine summary's `skill` list.
+/// Formats one line per variable from the engine summary's `skill` list.
 pub fn skill_lines(job: &JobView) -> Vec<String> {
     let Some(skill) = job.summary.as_ref().and_then(|s| s["skill"].as_array()) else {
         return Vec::new();

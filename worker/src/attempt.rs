@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::Worker;
 use crate::runner::error_code;
 
-/// How an attempt ended, from this worker's point of view.
+/// Outcome of an attempt, from this worker's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
     /// The result is stored and the job is `succeeded`.
@@ -46,7 +46,7 @@ impl AttemptOutcome {
     }
 }
 
-/// Why the runner was asked to stop before the end.
+/// Reason the runner was asked to stop before the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopReason {
     CancelRequested,
@@ -112,12 +112,12 @@ impl Worker {
                 .store
                 .release(lease, self.clock.now())
                 .await
-                .map(|held| fenced(held, AttemptOutcome::Released)),
+                .map(|owned| fenced(owned, AttemptOutcome::Released)),
             (Ok(Err(EngineError::Cancelled { .. })), _) => self
                 .store
                 .mark_cancelled(lease, self.clock.now())
                 .await
-                .map(|held| fenced(held, AttemptOutcome::Cancelled)),
+                .map(|owned| fenced(owned, AttemptOutcome::Cancelled)),
             (Ok(Err(err)), _) => {
                 let error = JobError {
                     code: error_code(&err).to_owned(),
@@ -293,8 +293,8 @@ impl Worker {
             let run_after =
                 now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             tracing::warn!(code = %error.code, error = %error.message, delay_s = delay.as_secs_f64(), "attempt failed; retrying after backoff");
-            let held = self.store.retry_later(lease, error, run_after, now).await?;
-            return Ok(fenced(held, AttemptOutcome::Retried { delay }));
+            let owned = self.store.retry_later(lease, error, run_after, now).await?;
+            return Ok(fenced(owned, AttemptOutcome::Retried { delay }));
         }
         tracing::warn!(code = %error.code, error = %error.message, retryable, "job failed");
         Ok(fenced(
@@ -305,8 +305,8 @@ impl Worker {
 }
 
 /// `outcome` when the fenced update matched, `LeaseLost` when another attempt owns the job.
-fn fenced(held: bool, outcome: AttemptOutcome) -> AttemptOutcome {
-    if held {
+fn fenced(owned: bool, outcome: AttemptOutcome) -> AttemptOutcome {
+    if owned {
         outcome
     } else {
         AttemptOutcome::LeaseLost

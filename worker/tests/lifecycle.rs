@@ -302,7 +302,7 @@ async fn stale_worker_cannot_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new();
     let (store, id) = store_with_job(dir.path(), 3, clock.now()).await;
-    // The stale worker's clock stands still, so its heartbeats never extend the lease
+    // The stale worker's clock does not move, so its heartbeats never extend the lease
     // past the time the other worker sees: a worker stalled or cut off from the store.
     let stale_clock = ManualClock::new();
     let stale = Worker::new(

@@ -1,0 +1,118 @@
+//! Routes that need a worker: cancelling a running job and downloading a result.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{test_app, valid_body};
+use gridcast_engine::{EngineError, RequestLimits, RunControl};
+use gridcast_store::JobState;
+use gridcast_worker::{
+    AttemptOutcome, EngineRunner, ForecastRunner, RetryPolicy, Worker, WorkerConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Runner that takes many 20 ms steps and honours cancellation between them.
+struct SlowRunner;
+
+impl ForecastRunner for SlowRunner {
+    fn run(
+        &self,
+        _: &serde_json::Value,
+        _: &Path,
+        control: &RunControl,
+    ) -> Result<serde_json::Value, EngineError> {
+        for step in 1..=500 {
+            if (control.is_cancelled)() {
+                return Err(EngineError::Cancelled {
+                    steps_done: step - 1,
+                    steps_total: 500,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            (control.on_progress)(step, 500);
+        }
+        Ok(serde_json::json!({}))
+    }
+}
+
+fn worker_config(dir: &Path) -> WorkerConfig {
+    WorkerConfig {
+        name: "test-worker".to_owned(),
+        device: "cpu".to_owned(),
+        lease: Duration::from_secs(30),
+        heartbeat: Duration::from_millis(20),
+        poll_interval: Duration::from_millis(10),
+        retry: RetryPolicy::default(),
+        scratch_dir: dir.join("scratch"),
+        step_delay: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_stops_running_job() {
+    let app = test_app().await;
+    let id = app.post(&valid_body()).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = Worker::new(
+        app.store.clone(),
+        Arc::new(SlowRunner),
+        worker_config(app.dir.path()),
+    );
+    let task = tokio::spawn(async move { worker.run_once(&CancellationToken::new()).await });
+    for _ in 0..500 {
+        let job = app.get(&format!("/v1/jobs/{id}")).await.json();
+        if job["state"] == "running" && job["progress"]["steps_done"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reply = app.delete(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.json());
+    assert_eq!(reply.json()["cancel_requested"], true);
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Some(AttemptOutcome::Cancelled)
+    );
+    let job = app.get(&format!("/v1/jobs/{id}")).await.json();
+    assert_eq!(job["state"], "cancelled");
+    assert!(job["progress"]["steps_done"].as_u64() < Some(500), "{job}");
+}
+
+#[tokio::test]
+async fn result_download_after_success() {
+    let app = test_app().await;
+    let id = app.post(&valid_body()).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let early = app.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
+    let runner = Arc::new(EngineRunner::new(
+        app.catalog.clone(),
+        RequestLimits::default(),
+    ));
+    let worker = Worker::new(app.store.clone(), runner, worker_config(app.dir.path()));
+    let outcome = worker.run_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!(outcome, Some(AttemptOutcome::Succeeded));
+
+    let job = app.get(&format!("/v1/jobs/{id}")).await.json();
+    assert_eq!(job["state"], JobState::Succeeded.as_str());
+    assert_eq!(job["result"]["netcdf"], format!("/v1/jobs/{id}/result"));
+    assert_eq!(job["summary"]["model_id"], "persistence");
+    let reply = app.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-type"], "application/x-netcdf");
+    assert_eq!(&reply.bytes[..3], b"CDF");
+    let bad_format = app.get(&format!("/v1/jobs/{id}/result?format=grib")).await;
+    assert_eq!(bad_format.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_format.json()["error"]["field"], "format");
+    let cancel = app.delete(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(cancel.status, StatusCode::CONFLICT);
+    assert_eq!(cancel.json()["error"]["code"], "invalid_state");
+}
