@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// netCDF-3 (classic or 64-bit offset) or GRIB2 file to summarise.
@@ -11,8 +9,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // GridError wraps grib's error, which is not Sync, so it is rendered here instead
+    // of being carried inside anyhow.
     let summary = gridcast_grid::inspect(&args.file)
-        .with_context(|| format!("cannot inspect {}", args.file.display()))?;
+        .map_err(|err| anyhow::anyhow!("cannot inspect {}: {err}", args.file.display()))?;
     print!("{summary}");
     Ok(())
 }
