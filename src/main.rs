@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod config;
+mod cycles;
 
 #[derive(Debug, Parser)]
 #[command(name = "gridcast", version, about, long_about = None)]
@@ -35,11 +36,25 @@ enum Command {
     Jobs(cli::client::JobsArgs),
     /// Download a job's result file.
     Result(cli::client::ResultArgs),
+    /// Export or import the ReasoningBank's job outcomes and skill records.
+    Bank(cli::bank::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line; a backtrace would only
+            // bury the message for the people this command serves.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Train(args) => cli::train::run(args),
         Command::Forecast(args) => cli::forecast::run(args),
         Command::Evaluate(args) => cli::evaluate::run(args),
@@ -50,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Command::Status(args) => cli::client::status(args),
         Command::Jobs(args) => cli::client::jobs(args),
         Command::Result(args) => cli::client::result(args),
+        Command::Bank(args) => cli::bank::run(args),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its clap `Args` and a `run` entry point.
 
+pub mod bank;
 pub mod client;
 pub mod evaluate;
 pub mod forecast;
