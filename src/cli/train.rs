@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, env = "GRIDCAST_TRAIN_SEED", default_value_t = 1996)]
     pub seed: u64,
     /// Passes over the training windows.
-    #[arg(long, env = "GRIDCAST_TRAIN_EPOCHS", default_value_t = 60)]
+    #[arg(long, env = "GRIDCAST_TRAIN_EPOCHS", default_value_t = 40)]
     pub epochs: usize,
     /// Dataset steps to train on, inclusive, as `FIRST-LAST` (time indices, 0-based).
     #[arg(long, env = "GRIDCAST_TRAIN_STEPS", default_value = "0-43")]
@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long, env = "GRIDCAST_TRAIN_WEIGHT_DECAY", default_value_t = 1e-3)]
     pub weight_decay: f64,
     /// Channels of the first U-Net level (deeper levels use twice as many).
-    #[arg(long, env = "GRIDCAST_TRAIN_WIDTH", default_value_t = 16)]
+    #[arg(long, env = "GRIDCAST_TRAIN_WIDTH", default_value_t = 8)]
     pub width: usize,
     /// Training windows per optimiser step.
     #[arg(long, env = "GRIDCAST_TRAIN_BATCH_SIZE", default_value_t = 8)]
@@ -199,10 +199,20 @@ fn train_config(args: &Args) -> TrainConfig {
         rollout_steps: args.rollout_steps,
         validation_frames: args.validation_steps,
         model_id: model_id(&args.out),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: command_line(),
         gridcast_version: env!("CARGO_PKG_VERSION").into(),
         ..TrainConfig::default()
     }
+}
+
+/// The command line with the program path reduced to `gridcast`, so the manifest
+/// does not record where the binary happened to live.
+fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args().collect();
+    if let Some(program) = words.first_mut() {
+        *program = "gridcast".into();
+    }
+    words.join(" ")
 }
 
 fn model_id(out: &Path) -> String {
@@ -245,4 +255,66 @@ fn log_held_out_skill(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn storm() -> Dataset {
+        Dataset::open(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/storm-1996"
+        )))
+        .expect("storm-1996 dataset in data/")
+    }
+
+    #[test]
+    fn parse_steps_cases() {
+        assert_eq!(parse_steps("0-43").unwrap(), 0..=43);
+        assert_eq!(parse_steps(" 5 - 9 ").unwrap(), 5..=9);
+        assert_eq!(parse_steps("7").unwrap(), 7..=7);
+        assert!(parse_steps("9-5").is_err());
+        assert!(parse_steps("a-5").is_err());
+        assert!(parse_steps("").is_err());
+    }
+
+    #[test]
+    fn held_out_steps_rejected() {
+        let dataset = storm();
+        let args = Cli::parse_from(["train", "--train-steps", "0-44"]).args;
+        let err = check_steps(&args, &dataset, &(0..=44)).unwrap_err();
+        assert!(err.to_string().contains("held out"), "{err}");
+        let args = Cli::parse_from(["train", "--allow-held-out-steps"]).args;
+        check_steps(&args, &dataset, &(0..=44)).unwrap();
+        let err = check_steps(&args, &dataset, &(0..=64)).unwrap_err();
+        assert!(err.to_string().contains("runs past"), "{err}");
+    }
+
+    #[test]
+    fn training_data_interleaves_variables() {
+        let dataset = storm();
+        let data = training_data(&dataset, &(2..=5)).unwrap();
+        data.validate().unwrap();
+        assert_eq!(data.len(), 4);
+        assert_eq!(data.step_indices, vec![2, 3, 4, 5]);
+        assert_eq!(data.valid_hours, vec![12, 18, 0, 6]);
+        assert_eq!(data.valid_times[0], "1996-01-05T12:00:00Z");
+        // Frame 1 (step 3), channel 2 (u) equals the dataset's field.
+        let cells = data.shape.cells();
+        let frame = data.frame(1);
+        // Bit patterns, because the missing corner cells are NaN and NaN != NaN.
+        let bits = |values: &[f32]| values.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&frame[2 * cells..3 * cells]),
+            bits(dataset.field(2, 3))
+        );
+    }
 }
