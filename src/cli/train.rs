@@ -220,8 +220,9 @@ fn model_id(out: &Path) -> String {
         .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Logs the latitude-weighted RMSE at 6 h and 24 h of the model and of persistence on
-/// the steps after the training range, from inits whose history is also after it.
+/// Logs the latitude-weighted RMSE after 1 and 4 steps (6 h and 24 h on storm-1996)
+/// of the model and of persistence on the steps after the training range, from inits
+/// whose history is also after it.
 fn log_held_out_skill(
     dataset: &Dataset,
     model: &gridcast_models::NeuralModel,
@@ -239,7 +240,10 @@ fn log_held_out_skill(
     let (model_scores, persistence) = (score(model)?, score(&Persistence)?);
     for (m, p) in model_scores.iter().zip(&persistence) {
         if m.inits == 0 {
-            tracing::info!(lead_hours = m.lead_steps * 6, "no held-out steps to score");
+            tracing::info!(
+                lead_hours = m.lead_steps as u32 * dataset.step_hours,
+                "no held-out steps to score"
+            );
             continue;
         }
         for (c, (name, _)) in all.variables.iter().enumerate() {
