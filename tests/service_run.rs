@@ -1,0 +1,70 @@
+//! `gridcast run examples/storm-1996.toml`: the shipped batch through an embedded service.
+
+mod service_support;
+
+use std::process::Command;
+
+use gridcast_engine::Catalog;
+use service_support::repo_root;
+
+#[test]
+fn example_batch_runs_to_success() {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("examples/storm-1996.toml")).unwrap();
+    let mut batch: toml::Table = toml::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let service = batch["service"].as_table_mut().unwrap();
+    service.insert(
+        "data_dir".into(),
+        dir.path().join("run").display().to_string().into(),
+    );
+
+    // Jobs without `model` need the trained default model. Without its weights they run
+    // on persistence, so the batch still exercises every region, init time and lead.
+    let catalog = Catalog::open(&root.join("data"), &root.join("models")).unwrap();
+    let have_default = catalog.datasets().iter().any(|dataset| {
+        dataset
+            .default_model
+            .as_ref()
+            .is_some_and(|model| catalog.model_ids().contains(model))
+    });
+    let jobs = batch["job"].as_array_mut().unwrap();
+    assert!(jobs.len() >= 3, "the example should hold several jobs");
+    for job in jobs.iter_mut() {
+        let job = job.as_table_mut().unwrap();
+        if !have_default && !job.contains_key("model") {
+            job.insert("model".into(), "persistence".into());
+        }
+    }
+    let file = dir.path().join("batch.toml");
+    std::fs::write(&file, toml::to_string(&batch).unwrap()).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_gridcast"))
+        .arg("run")
+        .arg(&file)
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--model-root")
+        .arg(root.join("models"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for job in batch["job"].as_array().unwrap() {
+        let name = job["name"].as_str().unwrap();
+        assert!(
+            stdout.contains(&format!("{name}: succeeded")),
+            "{name} missing:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("RMSE"), "no skill lines:\n{stdout}");
+    assert!(
+        stdout.contains("/attempt-1/forecast.nc"),
+        "no result paths:\n{stdout}"
+    );
+}
