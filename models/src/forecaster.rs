@@ -210,10 +210,12 @@ impl Forecaster for Climatology {
 fn check_frames(frames: &[f32], shape: FrameShape, valid_hours: &[u32]) -> Result<(), ModelError> {
     if frames.len() != valid_hours.len() * shape.len() || valid_hours.is_empty() {
         return Err(ModelError::InvalidTraining(format!(
-            "{} values for {} frames of {} values each",
+            "frames contain {} values but {} valid hours of frames with {} values each \
+             need {}; pass one valid hour per frame",
             frames.len(),
             valid_hours.len(),
-            shape.len()
+            shape.len(),
+            valid_hours.len() * shape.len()
         )));
     }
     Ok(())

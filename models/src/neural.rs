@@ -100,7 +100,7 @@ impl NeuralModel {
         let arch = &manifest.architecture;
         if arch.name != UNET2 {
             return Err(ModelError::InvalidTraining(format!(
-                "architecture `{}` is not supported; this build knows `{UNET2}`",
+                "architecture `{}` is not supported; this build supports only `{UNET2}`",
                 arch.name
             )));
         }
@@ -166,13 +166,16 @@ impl NeuralModel {
         let shape = manifest_shape(&self.manifest);
         let expected = (shape.channels, shape.n_lat, shape.n_lon);
         for (i, state) in history.iter().enumerate() {
-            let (_, c, h, w) = state.dims4()?;
-            if (c, h, w) != expected || state.dims()[0] != history[0].dims()[0] {
+            let (batch, c, h, w) = state.dims4()?;
+            let first_batch = history[0].dims()[0];
+            if (c, h, w) != expected || batch != first_batch {
                 return Err(ModelError::InvalidHistory(format!(
-                    "state {i} has shape {:?} but the model needs [batch, {c}, {h}, {w}] = \
-                     [{}, {}, {}, {}] with one batch size",
+                    "state {i} has shape {:?} but the model needs [{first_batch}, {}, {}, {}]: \
+                     {} variables on its {} x {} grid, one batch size for all states",
                     state.dims(),
-                    history[0].dims()[0],
+                    expected.0,
+                    expected.1,
+                    expected.2,
                     expected.0,
                     expected.1,
                     expected.2
