@@ -1,0 +1,165 @@
+//! The job store as the scheduler's job service.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use gridcast_api::SubmitJob;
+use gridcast_engine::{Catalog, ForecastRequest, RequestLimits};
+use gridcast_scheduler::{BoxFuture, JobRef, JobState, JobSubmitter, SubmitError};
+use gridcast_store::{Idempotency, Job, NewJob, Store, StoreError, Submission};
+use uuid::Uuid;
+
+/// Queue limits applied to scheduled submissions; the service passes the same values
+/// as to the API, so a cycle is queued under the rules of `POST /v1/jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitLimits {
+    pub request: RequestLimits,
+    /// Queued jobs at which a submission is rejected as unavailable for now.
+    pub max_queue_depth: u64,
+    /// Attempts a job gets before it fails for good.
+    pub max_attempts: u32,
+}
+
+/// Submits scheduled cycles into the job store through the API's validation path:
+/// `Catalog::validate` with the service's `RequestLimits`, then `Store::submit` with the
+/// cycle's idempotency key.
+pub struct StoreSubmitter {
+    store: Store,
+    catalog: Arc<Catalog>,
+    limits: SubmitLimits,
+}
+
+impl StoreSubmitter {
+    pub fn new(store: Store, catalog: Arc<Catalog>, limits: SubmitLimits) -> Self {
+        Self {
+            store,
+            catalog,
+            limits,
+        }
+    }
+
+    async fn submit_job(
+        &self,
+        request: ForecastRequest,
+        priority: i32,
+        idempotency_key: String,
+    ) -> Result<JobRef, SubmitError> {
+        let validated = self
+            .catalog
+            .validate(&request, &self.limits.request)
+            .map_err(|err| SubmitError::Rejected {
+                field: Some(err.field.clone()),
+                message: err.to_string(),
+            })?;
+        let request_hash = request_hash(&request, priority);
+        let stored_request =
+            serde_json::to_value(&validated.request).map_err(|err| SubmitError::Rejected {
+                field: None,
+                message: format!("validated request does not serialise to JSON: {err}"),
+            })?;
+        let new = NewJob {
+            request: stored_request,
+            priority,
+            steps_total: validated.steps,
+            max_attempts: self.limits.max_attempts,
+            idempotency: Some(Idempotency {
+                key: idempotency_key.clone(),
+                request_hash,
+            }),
+        };
+        let submission = self
+            .store
+            .submit(new, self.limits.max_queue_depth, Utc::now())
+            .await
+            .map_err(|err| submit_error(&idempotency_key, err))?;
+        let created = matches!(submission, Submission::Created(_));
+        let job_id = submission.job().id.to_string();
+        if created {
+            tracing::info!(%job_id, key = %idempotency_key, steps = validated.steps, "scheduled job queued");
+        }
+        Ok(JobRef { job_id, created })
+    }
+
+    async fn lookup_state(&self, job_id: String) -> Result<JobState, SubmitError> {
+        // A malformed id cannot name a stored job, so it is reported as not found.
+        let Ok(id) = Uuid::parse_str(&job_id) else {
+            return Err(SubmitError::NotFound { job_id });
+        };
+        let job = self
+            .store
+            .job(id)
+            .await
+            .map_err(|err| SubmitError::Unavailable {
+                message: format!("reading job {job_id} failed: {err}"),
+            })?
+            .ok_or(SubmitError::NotFound { job_id })?;
+        Ok(scheduler_state(&job))
+    }
+}
+
+impl JobSubmitter for StoreSubmitter {
+    fn submit(
+        &self,
+        request: ForecastRequest,
+        priority: i32,
+        idempotency_key: String,
+    ) -> BoxFuture<'_, Result<JobRef, SubmitError>> {
+        Box::pin(self.submit_job(request, priority, idempotency_key))
+    }
+
+    fn job_state(&self, job_id: String) -> BoxFuture<'_, Result<JobState, SubmitError>> {
+        Box::pin(self.lookup_state(job_id))
+    }
+}
+
+/// Maps a store job state to the scheduler's, with the recorded error as the failure
+/// message.
+pub fn scheduler_state(job: &Job) -> JobState {
+    match job.state {
+        gridcast_store::JobState::Queued => JobState::Queued,
+        gridcast_store::JobState::Running => JobState::Running,
+        gridcast_store::JobState::Succeeded => JobState::Succeeded,
+        gridcast_store::JobState::Cancelled => JobState::Cancelled,
+        gridcast_store::JobState::Failed => JobState::Failed {
+            message: match &job.error {
+                Some(error) => format!("{}: {}", error.code, error.message),
+                None => "no error recorded".to_string(),
+            },
+        },
+    }
+}
+
+/// Hash stored with the idempotency key: the SHA-256 of the `POST /v1/jobs` body that
+/// carries the same request and priority, re-encoded as JSON. The API computes the same
+/// value, so a client that repeats a cycle's submission over HTTP with the cycle's key
+/// gets the cycle's job back and no idempotency conflict.
+// NOTE: this repeats the formula of the API's private `SubmitJob::canonical_hash`; if
+// that function changes, keys shared between the API and the scheduler conflict.
+fn request_hash(request: &ForecastRequest, priority: i32) -> String {
+    let body = SubmitJob {
+        dataset: request.dataset.clone(),
+        model: request.model.clone(),
+        init_time: request.init_time,
+        lead_hours: request.lead_hours,
+        region: request.region,
+        variables: request.variables.clone(),
+        members: request.members,
+        priority,
+    };
+    let canonical = serde_json::to_vec(&body).unwrap_or_default();
+    gridcast_models::manifest::sha256_hex(&canonical)
+}
+
+/// Sorts store failures into the scheduler's retry classes: a full queue or a database
+/// error is retried on a later tick, a key reused for another request never succeeds.
+fn submit_error(key: &str, err: StoreError) -> SubmitError {
+    match err {
+        StoreError::IdempotencyConflict { .. } => SubmitError::Rejected {
+            field: None,
+            message: err.to_string(),
+        },
+        other => SubmitError::Unavailable {
+            message: format!("submitting the job with key {key} failed: {other}"),
+        },
+    }
+}
