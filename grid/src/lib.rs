@@ -28,6 +28,7 @@ mod grib2;
 mod grid;
 mod inspect;
 mod netcdf;
+mod netcdf_header;
 mod writer;
 
 pub use cf::{Packing, TimeUnits};

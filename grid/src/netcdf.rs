@@ -13,6 +13,7 @@ use netcdf3::{DataSet, DataType, DataVector, FileReader};
 use crate::GridError;
 use crate::cf::{Packing, TimeUnits};
 use crate::grid::{Grid, Reorder};
+use crate::netcdf_header::{HeaderCheck, check_header};
 
 /// Name given to in-memory input in error messages.
 pub const BYTES_PATH: &str = "<bytes>";
@@ -134,11 +135,45 @@ pub fn read_netcdf(path: &Path) -> Result<NetcdfFile, GridError> {
     let file_len = std::fs::metadata(path)
         .map_err(|e| GridError::io(path, e))?
         .len();
+    check_file_header(path, file_len)?;
     decode(path, file_len, || FileReader::open(path))
+}
+
+/// Runs the header check on the first 64 KiB, or on the whole file if the header is
+/// longer than that.
+fn check_file_header(path: &Path, file_len: u64) -> Result<(), GridError> {
+    use std::io::Read;
+    const PREFIX: u64 = 64 * 1024;
+    let file = std::fs::File::open(path).map_err(|e| GridError::io(path, e))?;
+    let mut prefix = Vec::new();
+    file.take(PREFIX)
+        .read_to_end(&mut prefix)
+        .map_err(|e| GridError::io(path, e))?;
+    let mut check = check_header(&prefix, prefix.len() as u64 == file_len);
+    if check == HeaderCheck::NeedMore {
+        let whole = std::fs::read(path).map_err(|e| GridError::io(path, e))?;
+        check = check_header(&whole, true);
+    }
+    header_result(path, check)
+}
+
+fn header_result(path: &Path, check: HeaderCheck) -> Result<(), GridError> {
+    match check {
+        HeaderCheck::Valid => Ok(()),
+        HeaderCheck::NeedMore => Err(GridError::Corrupt {
+            path: path.to_owned(),
+            detail: "the netCDF header is truncated".to_owned(),
+        }),
+        HeaderCheck::Invalid(detail) => Err(GridError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("invalid netCDF-3 header: {detail}"),
+        }),
+    }
 }
 
 /// Reads a netCDF-3 file from memory; errors name the path `<bytes>`.
 pub fn netcdf_from_bytes(bytes: &[u8]) -> Result<NetcdfFile, GridError> {
+    header_result(Path::new(BYTES_PATH), check_header(bytes, true))?;
     decode(Path::new(BYTES_PATH), bytes.len() as u64, || {
         let cursor = std::io::Cursor::new(bytes.to_vec());
         FileReader::open_seek_read(BYTES_PATH, Box::new(cursor))

@@ -444,3 +444,16 @@ print("ok")
     assert!(output.status.success(), "xarray check failed:\n{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }
+
+/// Found by the `netcdf_reader` fuzz target: a huge dimension-id count made netcdf3
+/// try to allocate about 15 GB before reading the ids.
+#[test]
+fn huge_dimension_count_rejected() {
+    let mut bytes = storm_bytes();
+    // Bytes 0x60..0x64 hold the dimension count (3) of the first variable, `t`.
+    assert_eq!(&bytes[0x58..0x64], b"\0\0\0\x01t\0\0\0\0\0\0\x03");
+    bytes[0x60..0x64].copy_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+    let err = netcdf_from_bytes(&bytes).unwrap_err();
+    assert!(matches!(err, GridError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("dimension id count"), "{err}");
+}
