@@ -102,7 +102,10 @@ pub fn openapi_document() -> Value {
                     "summary": "Download a succeeded job's result",
                     "parameters": [
                         id_parameter(),
-                        { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["netcdf", "json"], "default": "netcdf" } }
+                        { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["netcdf", "json"], "default": "netcdf" } },
+                        { "name": "variables", "in": "query", "description": "format=json: comma-separated variable names", "schema": { "type": "string" } },
+                        { "name": "lead_hours", "in": "query", "description": "format=json: comma-separated lead times in hours", "schema": { "type": "string" } },
+                        { "name": "bbox", "in": "query", "description": "format=json: SOUTH,NORTH,WEST,EAST in degrees", "schema": { "type": "string" } }
                     ],
                     "responses": {
                         "200": {
@@ -115,7 +118,7 @@ pub fn openapi_document() -> Value {
                         "400": error_response("Invalid id or query parameter"),
                         "404": error_response("No job with this id"),
                         "409": error_response("The job has not succeeded"),
-                        "501": error_response("format=json is not available in this build")
+                        "501": error_response("format=json on an ensemble result")
                     }
                 }
             },

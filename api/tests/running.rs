@@ -109,10 +109,61 @@ async fn result_download_after_success() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.headers["content-type"], "application/x-netcdf");
     assert_eq!(&reply.bytes[..3], b"CDF");
+    check_json_result(&app, &id, &reply.bytes).await;
     let bad_format = app.get(&format!("/v1/jobs/{id}/result?format=grib")).await;
     assert_eq!(bad_format.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_format.json()["error"]["field"], "format");
     let cancel = app.delete(&format!("/v1/jobs/{id}")).await;
     assert_eq!(cancel.status, StatusCode::CONFLICT);
     assert_eq!(cancel.json()["error"]["code"], "invalid_state");
+}
+
+/// Checks `format=json` subsetting against the netCDF file itself.
+async fn check_json_result(app: &common::TestApp, id: &str, netcdf: &[u8]) {
+    let file = gridcast_grid::netcdf_from_bytes(netcdf).unwrap();
+    let uri = format!(
+        "/v1/jobs/{id}/result?format=json&variables=t&lead_hours=12,24&bbox=35,45,-110,-90"
+    );
+    let reply = app.get(&uri).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.json());
+    let body = reply.json();
+    assert_eq!(body["lead_hours"], serde_json::json!([12.0, 24.0]));
+    let lat: Vec<f64> = serde_json::from_value(body["lat"].clone()).unwrap();
+    let lon: Vec<f64> = serde_json::from_value(body["lon"].clone()).unwrap();
+    assert!(
+        !lat.is_empty() && lat.iter().all(|&y| (35.0..=45.0).contains(&y)),
+        "{lat:?}"
+    );
+    assert!(
+        !lon.is_empty() && lon.iter().all(|&x| (-110.0..=-90.0).contains(&x)),
+        "{lon:?}"
+    );
+    let variables = body["variables"].as_object().unwrap();
+    assert_eq!(variables.keys().collect::<Vec<_>>(), vec!["t"]);
+    let values = &variables["t"]["values"];
+    assert_eq!(values.as_array().unwrap().len(), 2);
+    assert_eq!(values[0].as_array().unwrap().len(), lat.len());
+    assert_eq!(values[0][0].as_array().unwrap().len(), lon.len());
+    // The JSON value equals the file's value at the same lead, latitude and longitude.
+    let t = file.variables.iter().find(|v| v.name == "t").unwrap();
+    let row = file.grid.lat.iter().position(|&y| y == lat[0]).unwrap();
+    let col = file.grid.lon.iter().position(|&x| x == lon[0]).unwrap();
+    let step = 1; // 12 h is the second 6-hourly step.
+    let expected = t.slice(&file.grid, step, 0)[row * file.grid.nx() + col];
+    assert_eq!(values[0][0][0].as_f64(), Some(f64::from(expected)));
+
+    for (query, field) in [
+        ("variables=snow", "variables"),
+        ("lead_hours=7", "lead_hours"),
+        ("lead_hours=six", "lead_hours"),
+        ("bbox=1,2", "bbox"),
+        ("bbox=-40,-10,-110,-90", "bbox"),
+        ("colour=red", "colour"),
+    ] {
+        let reply = app
+            .get(&format!("/v1/jobs/{id}/result?format=json&{query}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(reply.json()["error"]["field"], field, "{query}");
+    }
 }
