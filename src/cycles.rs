@@ -1,7 +1,6 @@
-//! Runs the forecast-cycle scheduler and the ReasoningBank inside the embedded service:
-//! the job store as the scheduler's job service, the engine as its catalog and
-//! verifier, the bank file as its state, and the outcome of each finished job recorded
-//! into the bank.
+//! Runs the forecast-cycle scheduler and the ReasoningBank inside the embedded service.
+//! The job store is the scheduler's job service, the engine is its catalog and
+//! verifier, and the bank file stores its state and the outcome of each finished job.
 //!
 //! The root package is a binary, so its integration tests include this file with
 //! `#[path]`. The submodules therefore name their files explicitly, and this module
@@ -41,8 +40,8 @@ pub use verifier::EngineVerifier;
 pub struct CyclesConfig {
     /// ReasoningBank file; it also stores schedules and cycles.
     pub bank_path: PathBuf,
-    /// TOML file of `[[schedule]]` tables applied at start; schedules created over the
-    /// API and absent from the file stay.
+    /// TOML file of `[[schedule]]` tables applied at start. Schedules created over the
+    /// API and absent from the file are kept.
     pub schedules_toml: Option<PathBuf>,
     pub scheduler: SchedulerConfig,
     pub limits: SubmitLimits,
@@ -98,12 +97,12 @@ impl Cycles {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the schedule file {}", path.display()))?;
         let config = ScheduleConfig::from_toml(&text)
-            .map_err(|err| anyhow::anyhow!("{}: {}", path.display(), err.message))?;
+            .map_err(|err| anyhow::anyhow!("schedule file {}: {}", path.display(), err.message))?;
         let count = config.schedule.len();
         let warnings = self
             .scheduler
             .apply_config(config.schedule)
-            .map_err(|err| anyhow::anyhow!("{}: {}", path.display(), err.message))?;
+            .map_err(|err| anyhow::anyhow!("schedule file {}: {}", path.display(), err.message))?;
         for warning in &warnings {
             tracing::warn!(code = warning.code, field = ?warning.field, "{}", warning.message);
         }

@@ -1,6 +1,6 @@
 //! The scheduler glue of `gridcast serve` on a real job store, the engine catalog on
 //! `data/` and `models/`, and ReasoningBank files in a temporary directory. A manual
-//! clock places the scheduler in the storm-1996 period, so every tick sees an exact time.
+//! clock places the scheduler in the storm-1996 period, so every tick reads an exact time.
 
 #[path = "../src/cycles.rs"]
 mod cycles;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use cycles::{Cycles, CyclesConfig, EngineVerifier, StoreSubmitter, SubmitLimits};
-use gridcast_bank::{Bank, JobEnd};
+use gridcast_bank::{Bank, CycleState, JobEnd};
 use gridcast_engine::{Catalog, ForecastRequest, RequestLimits};
 use gridcast_scheduler::{
     Clock, JobState, JobSubmitter, SchedulerConfig, SubmitError, Verifier, VerifyTarget,
@@ -104,7 +104,7 @@ impl Fixture {
         }
     }
 
-    /// A scheduler with its own bank file and the schedule file applied.
+    /// Builds a scheduler with its own bank file and applies the schedule file.
     fn cycles(&self, bank_name: &str, verify: bool) -> Cycles {
         let config = self.config(bank_name, verify);
         let cycles = Cycles::open(
@@ -173,6 +173,29 @@ async fn tick_submits_one_job_per_cycle() {
     assert_eq!(next.submitted, 1);
     let times: Vec<_> = fixture.jobs().await.iter().map(init_time).collect();
     assert_eq!(times, vec![utc(6, 0, 0, 0), utc(6, 6, 0, 0)]);
+}
+
+#[tokio::test]
+async fn cycle_without_history_fails() {
+    let fixture = Fixture::new().await;
+    fixture.clock.set(utc(4, 23, 59, 0));
+    let cycles = fixture.cycles("bank.sqlite", false);
+
+    // 1996-01-05 00Z is the first analysis, so storm-cnn has no history to start from
+    // and the catalog rejects the request before anything is queued.
+    fixture.clock.set(utc(5, 0, 0, 30));
+    let report = cycles.scheduler.tick().await;
+    assert_eq!(report.submitted, 0);
+    assert_eq!(report.failed, 1);
+    assert!(fixture.jobs().await.is_empty());
+    let cycle = cycles
+        .bank
+        .cycle(SCHEDULE_ID, utc(5, 0, 0, 0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(cycle.state, CycleState::Failed);
+    let reason = cycle.reason.unwrap_or_default();
+    assert!(reason.contains("rejected"), "{reason}");
 }
 
 #[tokio::test]
@@ -560,4 +583,69 @@ async fn bad_schedule_file_names_path() {
     assert!(err.contains("bad.toml"), "{err}");
     assert!(err.contains("era5"), "{err}");
     assert!(cycles.scheduler.list_schedules().unwrap().is_empty());
+}
+
+/// Serves the job API of `gridcast serve` over the fixture's store on 127.0.0.1.
+async fn serve_job_api(fixture: &Fixture, shutdown: CancellationToken) -> std::net::SocketAddr {
+    let registry = prometheus::Registry::new();
+    let state = gridcast_api::AppState {
+        store: fixture.store.clone(),
+        catalog: fixture.catalog.clone(),
+        config: Arc::new(gridcast_api::ApiConfig {
+            max_body_bytes: 64 * 1024,
+            max_queue_depth: 100,
+            retry_after: Duration::from_secs(5),
+            max_attempts: 3,
+            request_limits: RequestLimits::default(),
+            scratch_dir: fixture.dir.path().join("scratch"),
+        }),
+        metrics: gridcast_api::ApiMetrics::register(&registry).unwrap(),
+        registry,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = gridcast_api::router(state);
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
+    addr
+}
+
+#[tokio::test]
+async fn api_resubmission_returns_cycle_job() {
+    let fixture = Fixture::new().await;
+    let key = "schedule:storm-6h:cycle:1996-01-06T00:00:00Z";
+    let job = fixture
+        .submitter()
+        .submit(storm_request(12), 5, key.to_string())
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let addr = serve_job_api(&fixture, shutdown.clone()).await;
+
+    // The same request and priority as a `POST /v1/jobs` body under the cycle's key.
+    let body = serde_json::json!({
+        "dataset": "storm-1996",
+        "init_time": "1996-01-06T00:00:00Z",
+        "lead_hours": 12,
+        "priority": 5,
+    });
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/jobs"))
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "an existing job is returned with 200"
+    );
+    let view: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(view["id"], job.job_id.as_str());
+    assert_eq!(fixture.jobs().await.len(), 1);
+    shutdown.cancel();
 }

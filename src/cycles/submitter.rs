@@ -9,8 +9,8 @@ use gridcast_scheduler::{BoxFuture, JobRef, JobState, JobSubmitter, SubmitError}
 use gridcast_store::{Idempotency, Job, NewJob, Store, StoreError, Submission};
 use uuid::Uuid;
 
-/// Queue limits applied to scheduled submissions; the service passes the same values
-/// as to the API, so a cycle is queued under the rules of `POST /v1/jobs`.
+/// Queue limits applied to scheduled submissions. The service passes the values it
+/// gives the API, so a cycle is queued under the rules of `POST /v1/jobs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubmitLimits {
     pub request: RequestLimits,

@@ -8,10 +8,10 @@ use gridcast_scheduler::{BoxFuture, Score, Verifier, VerifyError, VerifyTarget};
 /// Scores a finished scheduled forecast with the engine's latitude-weighted RMSE and
 /// ACC at every model step up to the requested lead.
 ///
-/// It re-runs the forecast from the stored request with `gridcast_engine::evaluate`
-/// instead of reading the job's netCDF result: `VerifyTarget` carries the request but
-/// not the result key, and the models are deterministic, so the rerun reproduces the
-/// stored forecast at the cost of one more rollout on the CPU.
+/// It reruns the forecast from the stored request with `gridcast_engine::evaluate`
+/// instead of reading the job's netCDF result, because `VerifyTarget` carries the
+/// request but not the result key. The models are deterministic, so the rerun
+/// reproduces the stored forecast at the cost of one more rollout on the CPU.
 pub struct EngineVerifier {
     catalog: Arc<Catalog>,
     limits: RequestLimits,
@@ -64,7 +64,8 @@ impl Verifier for EngineVerifier {
     }
 }
 
-/// One init time and the lead of every model step of the request.
+/// Builds a plan that scores the request's model from its init time at the lead of
+/// every model step.
 // NOTE: `evaluate` scores the dataset's whole grid, so a schedule with a `region` is
 // verified over the full domain, not over its region.
 fn evaluation_plan(validated: &ValidatedRequest) -> EvaluationPlan {
