@@ -31,7 +31,7 @@ use gridcast_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use outcome::{RUN_PHASE, record_outcome};
+pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome};
 pub use submitter::{StoreSubmitter, SubmitLimits, scheduler_state};
 pub use verifier::EngineVerifier;
 

@@ -372,7 +372,16 @@ async fn outcome_round_trips_through_bank() {
     assert_eq!(cycles.bank.outcomes_total().unwrap(), 1);
 
     // A redelivered completion replaces the record instead of counting twice.
-    cycles::record_outcome(&cycles.bank, &fixture.catalog, &limits, &job).unwrap();
+    let again = cycles::record_job_outcome(
+        &cycles.bank,
+        &fixture.catalog,
+        &limits,
+        &fixture.store,
+        job.id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.as_ref(), Some(&stored));
     assert_eq!(cycles.bank.outcomes_total().unwrap(), 1);
 }
 
@@ -395,6 +404,12 @@ async fn failed_outcome_keeps_error_class() {
     let running = fixture.store.job(lease.job_id()).await.unwrap().unwrap();
     let live = cycles::record_outcome(&bank, &fixture.catalog, &limits, &running);
     assert!(live.is_err(), "a running job has no outcome yet");
+    let by_id =
+        cycles::record_job_outcome(&bank, &fixture.catalog, &limits, &fixture.store, running.id)
+            .await
+            .unwrap();
+    assert_eq!(by_id, None);
+    assert_eq!(bank.outcomes_total().unwrap(), 0);
 
     let error = JobError {
         code: "io".into(),

@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use gridcast_bank::{Bank, CycleState, JobEnd, Outcome};
 use gridcast_engine::{Catalog, ForecastRequest, RequestLimits};
-use gridcast_store::{Job, JobState};
+use gridcast_store::{Job, JobState, Store};
+use uuid::Uuid;
 
 /// Phase name under which the whole run time is recorded. The worker does not time the
 /// load, rollout and write phases separately, so each outcome has this one phase.
@@ -30,6 +31,27 @@ pub fn record_outcome(
     bank.record_outcome(&outcome)
         .with_context(|| format!("failed to record the outcome of job {} in the bank", job.id))?;
     Ok(outcome)
+}
+
+/// Loads job `job_id` from `store` and records its outcome when it is finished. Returns
+/// `None`, recording nothing, while the job is queued or running, so a completion hook
+/// that holds only the job id can call it after every attempt.
+pub async fn record_job_outcome(
+    bank: &Bank,
+    catalog: &Catalog,
+    limits: &RequestLimits,
+    store: &Store,
+    job_id: Uuid,
+) -> anyhow::Result<Option<Outcome>> {
+    let job = store
+        .job(job_id)
+        .await
+        .with_context(|| format!("failed to read job {job_id} from the store"))?
+        .with_context(|| format!("job {job_id} not found in the store"))?;
+    if !job.state.is_final() {
+        return Ok(None);
+    }
+    record_outcome(bank, catalog, limits, &job).map(Some)
 }
 
 fn build_outcome(
