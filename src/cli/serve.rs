@@ -84,28 +84,10 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         .context("failed to open the job store")?;
     let catalog = open_catalog(config).await?;
     let registry = prometheus::Registry::new();
-    let api_metrics = ApiMetrics::register(&registry).context("failed to register API metrics")?;
     let worker_metrics =
         WorkerMetrics::register(&registry).context("failed to register worker metrics")?;
-    let scratch_dir = config.data_dir.join("scratch");
-    let request_limits = RequestLimits {
-        max_lead_hours: config.max_lead_hours,
-        ..RequestLimits::default()
-    };
-    let state = AppState {
-        store: store.clone(),
-        catalog: catalog.clone(),
-        config: Arc::new(ApiConfig {
-            max_body_bytes: config.max_body_bytes,
-            max_queue_depth: config.max_queue_depth,
-            retry_after: config.poll_interval.max(std::time::Duration::from_secs(5)),
-            max_attempts: config.max_attempts,
-            request_limits,
-            scratch_dir: scratch_dir.clone(),
-        }),
-        metrics: api_metrics,
-        registry,
-    };
+    let state = app_state(config, &store, &catalog, registry)?;
+    let request_limits = state.config.request_limits;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to bind the API listener on {}", config.listen))?;
@@ -127,6 +109,34 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         store,
         shutdown,
         tasks,
+    })
+}
+
+/// Builds the API state: submission limits from `config`, HTTP metrics in `registry`.
+fn app_state(
+    config: &ServiceConfig,
+    store: &Store,
+    catalog: &Arc<Catalog>,
+    registry: prometheus::Registry,
+) -> anyhow::Result<AppState> {
+    let metrics = ApiMetrics::register(&registry).context("failed to register API metrics")?;
+    let request_limits = RequestLimits {
+        max_lead_hours: config.max_lead_hours,
+        ..RequestLimits::default()
+    };
+    Ok(AppState {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        config: Arc::new(ApiConfig {
+            max_body_bytes: config.max_body_bytes,
+            max_queue_depth: config.max_queue_depth,
+            retry_after: config.poll_interval.max(std::time::Duration::from_secs(5)),
+            max_attempts: config.max_attempts,
+            request_limits,
+            scratch_dir: config.data_dir.join("scratch"),
+        }),
+        metrics,
+        registry,
     })
 }
 
