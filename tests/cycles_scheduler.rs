@@ -14,7 +14,8 @@ use cycles::{Cycles, CyclesConfig, EngineVerifier, StoreSubmitter, SubmitLimits}
 use gridcast_bank::{Bank, CycleState, JobEnd};
 use gridcast_engine::{Catalog, ForecastRequest, RequestLimits};
 use gridcast_scheduler::{
-    Clock, JobState, JobSubmitter, SchedulerConfig, SubmitError, Verifier, VerifyTarget,
+    Clock, JobState, JobSubmitter, ReplayClock, SchedulerConfig, SubmitError, Verifier,
+    VerifyTarget,
 };
 use gridcast_store::{Job, JobError, ListQuery, Store, StoreConfig, WorkerIdentity};
 use tokio_util::sync::CancellationToken;
@@ -663,4 +664,70 @@ async fn api_resubmission_returns_cycle_job() {
     assert_eq!(view["id"], job.job_id.as_str());
     assert_eq!(fixture.jobs().await.len(), 1);
     shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_loops_submit_each_cycle_once() {
+    let fixture = Fixture::new().await;
+    // Replays 1996-01-05 23:00 to 1996-01-06 06:01 in 5 s of real time, about 5000
+    // simulated seconds per second. Applying the schedules sets their planning cursor
+    // to the clock's time, so the hour before 00Z (0.7 s of real time) must cover the
+    // setup, or the 00Z cycle lies behind the cursor and is never planned.
+    let clock = Arc::new(ReplayClock::new(
+        utc(5, 23, 0, 0),
+        utc(6, 6, 1, 0),
+        Duration::from_secs(5),
+    ));
+    let schedules = fixture.dir.path().join("run_all.toml");
+    std::fs::write(
+        &schedules,
+        format!("{SCHEDULES_TOML}missed_cycles = \"run_all\"\n"),
+    )
+    .unwrap();
+    // A tick of one simulated minute stays inside the 5 min on-time grace. Under load a
+    // tick can come late, and `run_all` still submits every cycle it then counts as
+    // missed, so the job count does not depend on timing.
+    let scheduler = SchedulerConfig {
+        tick: clock.real_duration(Duration::from_secs(60)),
+        ..SchedulerConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    for bank_name in ["first.sqlite", "second.sqlite"] {
+        let config = CyclesConfig {
+            bank_path: fixture.dir.path().join(bank_name),
+            schedules_toml: Some(schedules.clone()),
+            scheduler,
+            limits: limits(),
+            verify: false,
+        };
+        let cycles = Cycles::open(
+            &fixture.store,
+            fixture.catalog.clone(),
+            &config,
+            clock.clone(),
+        )
+        .unwrap();
+        cycles.apply_schedules_file(&schedules).unwrap();
+        handles.push(cycles.spawn(shutdown.clone()));
+    }
+    let setup_done = clock.now();
+    assert!(
+        setup_done < utc(6, 0, 0, 0),
+        "setup ran until {setup_done}, past the first cycle"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !clock.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Two more ticks' worth of real time for the last cycle to be submitted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+
+    let times: Vec<_> = fixture.jobs().await.iter().map(init_time).collect();
+    assert_eq!(times, vec![utc(6, 0, 0, 0), utc(6, 6, 0, 0)]);
 }
