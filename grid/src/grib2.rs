@@ -245,6 +245,9 @@ fn decode_field<R>(
     let decoder =
         grib::Grib2SubmessageDecoder::new(ni * nj, sections.sect5, sections.sect6, sections.sect7)
             .map_err(|e| fail(format!("cannot set up decoding: {e}")))?;
+    // NOTE: corrupt complex-packing group lengths can make grib 0.20.2 allocate
+    // without bound here (found by fuzzing), so GRIB2 input must come from trusted
+    // sources until that crate bounds them.
     let values = decoder
         .dispatch()
         .map_err(|e| fail(format!("cannot decode values: {e}")))?;
