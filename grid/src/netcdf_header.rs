@@ -1,7 +1,7 @@
 //! A bounds-checking walk over a netCDF-3 header, run before `netcdf3` parses it.
 //!
 //! netcdf3 0.6 allocates vectors sized by header counts before it checks them against
-//! the data, so a corrupt count such as 2^31 dimension ids asks for gigabytes. This walk
+//! the data, so a corrupt count such as 2^31 dimension ids requests gigabytes. This walk
 //! rejects any count or length that cannot fit in the bytes that follow, and any
 //! variable whose size overflows, before that happens.
 
@@ -55,7 +55,8 @@ impl Cursor<'_> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    /// A count of items of at least `min_size` bytes each that must fit in the file.
+    /// Reads a count of items of at least `min_size` bytes each, which must fit in the
+    /// bytes that follow.
     fn count(&mut self, what: &str, min_size: usize) -> Step<usize> {
         let n = self.u32()? as usize;
         let remaining = self.bytes.len() - self.pos;
@@ -70,7 +71,7 @@ impl Cursor<'_> {
         Ok(n)
     }
 
-    /// A length-prefixed byte string padded to 4 bytes.
+    /// Skips a length-prefixed string of `element_size`-byte items, padded to 4 bytes.
     fn padded(&mut self, what: &str, element_size: usize) -> Step<()> {
         let n = self.count(what, element_size)?;
         let bytes = n * element_size;
@@ -116,7 +117,7 @@ fn walk(c: &mut Cursor<'_>) -> Step<()> {
     Ok(())
 }
 
-/// A tagged list: `tag count items` or the ABSENT marker (two zero words).
+/// Walks a tagged list: `tag count items`, or the ABSENT marker (two zero words).
 fn list<T>(
     c: &mut Cursor<'_>,
     tag: u32,

@@ -17,7 +17,7 @@ fn write_nc(path: &Path, ds: &DataSet, fill: impl FnOnce(&mut FileWriter)) {
     writer.close().unwrap();
 }
 
-/// A 3 lat x 4 lon packed integer file stored north to south with 0..270 longitudes.
+/// Writes a 3 lat x 4 lon packed integer file, north to south, with 0..270 longitudes.
 ///
 /// NOTE: the packing type is i32 because netcdf3 0.6.1 fails to read back the i16
 /// `_FillValue` that its own FileWriter writes. An i16-packed file written by scipy
