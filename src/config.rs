@@ -76,6 +76,10 @@ pub struct ServiceArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "GRIDCAST_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// TOML file of forecast-cycle schedules applied at start-up (format in
+    /// docs/scheduler.md); schedules can also be managed over /v1/schedules.
+    #[arg(long, env = "GRIDCAST_SCHEDULES")]
+    pub schedules: Option<PathBuf>,
     /// Pause in seconds after each rollout step, so tests and demos can cancel or kill
     /// a run midway. Leave unset in production.
     #[arg(long, env = "GRIDCAST_STEP_DELAY_SECS", hide = true)]
@@ -104,6 +108,7 @@ pub struct FileSettings {
     pub max_lead_hours: Option<u32>,
     pub device: Option<String>,
     pub log_format: Option<String>,
+    pub schedules: Option<PathBuf>,
     pub step_delay_secs: Option<f64>,
 }
 
@@ -134,6 +139,7 @@ pub struct ServiceConfig {
     pub max_lead_hours: u32,
     pub device: String,
     pub log_format: LogFormat,
+    pub schedules: Option<PathBuf>,
     pub step_delay: Option<Duration>,
 }
 
@@ -192,6 +198,7 @@ impl ServiceArgs {
                 .or(base.max_lead_hours),
             device: pick(&self.device, &file.device, &base.device),
             log_format: pick(&self.log_format, &file.log_format, &base.log_format),
+            schedules: pick(&self.schedules, &file.schedules, &base.schedules),
             step_delay_secs: self
                 .step_delay_secs
                 .or(file.step_delay_secs)
@@ -276,6 +283,7 @@ impl FileSettings {
             max_lead_hours,
             device: self.device.unwrap_or_else(|| "cpu".to_owned()),
             log_format,
+            schedules: self.schedules,
             step_delay: self
                 .step_delay_secs
                 .map(|value| seconds("step_delay_secs", value))

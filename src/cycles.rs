@@ -6,10 +6,6 @@
 //! `#[path]`. The submodules therefore name their files explicitly, and this module
 //! uses nothing else of the binary.
 
-// NOTE: `gridcast serve` does not call into this module yet; until it does, its public
-// items and re-exports are unused in the binary.
-#![allow(dead_code, unused_imports)]
-
 #[path = "cycles/outcome.rs"]
 mod outcome;
 #[path = "cycles/submitter.rs"]
@@ -31,7 +27,11 @@ use gridcast_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+// The binary calls only `record_job_outcome`; tests/cycles_scheduler.rs, which includes
+// this file, uses the rest.
+#[allow(unused_imports)]
 pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome};
+#[allow(unused_imports)]
 pub use submitter::{StoreSubmitter, SubmitLimits, scheduler_state};
 pub use verifier::EngineVerifier;
 

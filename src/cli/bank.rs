@@ -7,8 +7,9 @@ use gridcast_bank::Bank;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// ReasoningBank SQLite file; created when missing.
-    #[arg(long, env = "GRIDCAST_BANK", default_value = "gridcast-bank.sqlite")]
+    /// ReasoningBank SQLite file; created when missing. `gridcast serve` keeps its bank
+    /// at DATA_DIR/bank.sqlite, and this default matches serve's default data dir.
+    #[arg(long, env = "GRIDCAST_BANK", default_value = "gridcast-data/bank.sqlite")]
     pub bank: PathBuf,
     #[command(subcommand)]
     pub command: BankCommand,

@@ -7,12 +7,16 @@ use std::sync::Arc;
 use anyhow::Context;
 use gridcast_api::{ApiConfig, ApiMetrics, AppState};
 use gridcast_engine::{Catalog, RequestLimits};
+use gridcast_scheduler::SchedulerConfig;
 use gridcast_store::{Store, StoreConfig};
-use gridcast_worker::{EngineRunner, RetryPolicy, Worker, WorkerConfig, WorkerMetrics};
+use gridcast_worker::{
+    EngineRunner, FinishedHook, RetryPolicy, Worker, WorkerConfig, WorkerMetrics,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{FileSettings, LogFormat, ServiceArgs, ServiceConfig};
+use crate::cycles::{self, Cycles, CyclesConfig, SubmitLimits};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -95,14 +99,36 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         .local_addr()
         .context("failed to read the bound address")?;
     let shutdown = CancellationToken::new();
-    let mut tasks = vec![spawn_server(listener, state, shutdown.clone())];
+    let cycles_config = CyclesConfig {
+        bank_path: config.data_dir.join("bank.sqlite"),
+        schedules_toml: config.schedules.clone(),
+        scheduler: SchedulerConfig::default(),
+        limits: SubmitLimits {
+            request: request_limits,
+            max_queue_depth: config.max_queue_depth,
+            max_attempts: config.max_attempts,
+        },
+        verify: true,
+    };
+    let (cycles, cycle_tasks) =
+        cycles::start_cycles(&store, catalog.clone(), &cycles_config, shutdown.clone())
+            .await
+            .context("failed to start the forecast-cycle scheduler")?;
+    let mut tasks = vec![spawn_server(
+        listener,
+        state,
+        cycles::routes(&cycles),
+        shutdown.clone(),
+    )];
+    let on_finished = outcome_hook(&cycles, &catalog, &store, request_limits);
     let runner = Arc::new(EngineRunner::new(catalog, request_limits));
     for index in 0..config.workers {
         let worker = Worker::new(store.clone(), runner.clone(), worker_config(config, index))
-            .with_metrics(worker_metrics.clone());
+            .with_metrics(worker_metrics.clone())
+            .with_on_finished(on_finished.clone());
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
-    tasks.extend(start_scheduler(&store, &shutdown));
+    tasks.extend(cycle_tasks);
     tracing::info!(%addr, workers = config.workers, data_dir = %config.data_dir.display(), "service started");
     Ok(RunningService {
         addr,
@@ -140,12 +166,25 @@ fn app_state(
     })
 }
 
-/// Hook for the scheduler loop (cron-driven cycles and batching), which lives in the
-/// gridcast-scheduler crate. It returns the tasks to await at shutdown.
-// TODO: start the gridcast-scheduler loop here once that crate exposes it; until then
-// the embedded service runs only jobs submitted over the API.
-fn start_scheduler(_store: &Store, _shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-    Vec::new()
+/// Records every finished job's outcome in the ReasoningBank. A failure to record is
+/// logged and does not touch the job, which is already final in the store.
+fn outcome_hook(
+    cycles: &Cycles,
+    catalog: &Arc<Catalog>,
+    store: &Store,
+    limits: RequestLimits,
+) -> FinishedHook {
+    let (bank, catalog, store) = (cycles.bank.clone(), catalog.clone(), store.clone());
+    Arc::new(move |job_id: uuid::Uuid| {
+        let (bank, catalog, store) = (bank.clone(), catalog.clone(), store.clone());
+        Box::pin(async move {
+            let recorded =
+                cycles::record_job_outcome(&bank, &catalog, &limits, &store, job_id).await;
+            if let Err(err) = recorded {
+                tracing::warn!(%job_id, error = %err, "failed to record the job outcome in the ReasoningBank");
+            }
+        })
+    })
 }
 
 async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
@@ -167,9 +206,11 @@ async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
 fn spawn_server(
     listener: tokio::net::TcpListener,
     state: AppState,
+    schedule_routes: axum::Router,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let app = gridcast_api::router(state);
+    // Only the API router has a fallback, so merging the schedule routes is allowed.
+    let app = gridcast_api::router(state).merge(schedule_routes);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(err) = server.await {

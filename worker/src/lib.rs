@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use gridcast_store::{Store, WorkerIdentity};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub use attempt::AttemptOutcome;
 pub use metrics::WorkerMetrics;
@@ -70,7 +72,12 @@ pub struct Worker {
     config: Arc<WorkerConfig>,
     clock: Arc<dyn Clock>,
     metrics: Option<WorkerMetrics>,
+    on_finished: Option<FinishedHook>,
 }
+
+/// Called with a job's id once an attempt leaves it in a final state (succeeded, failed
+/// or cancelled), for example to record the outcome in the ReasoningBank.
+pub type FinishedHook = Arc<dyn Fn(Uuid) -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl Worker {
     pub fn new(store: Store, runner: Arc<dyn ForecastRunner>, config: WorkerConfig) -> Worker {
@@ -80,6 +87,7 @@ impl Worker {
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
             metrics: None,
+            on_finished: None,
         }
     }
 
@@ -90,6 +98,11 @@ impl Worker {
 
     pub fn with_metrics(mut self, metrics: WorkerMetrics) -> Worker {
         self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn with_on_finished(mut self, hook: FinishedHook) -> Worker {
+        self.on_finished = Some(hook);
         self
     }
 
@@ -143,7 +156,15 @@ impl Worker {
             let waited = now - lease.job.run_after.max(lease.job.created_at);
             metrics.observe("queue_wait", waited.as_seconds_f64().max(0.0));
         }
+        let job_id = lease.job.id;
         let outcome = self.run_attempt(lease, shutdown).await;
+        let is_final = matches!(
+            outcome,
+            AttemptOutcome::Succeeded | AttemptOutcome::Failed | AttemptOutcome::Cancelled
+        );
+        if let (true, Some(hook)) = (is_final, &self.on_finished) {
+            hook(job_id).await;
+        }
         Ok(Some(outcome))
     }
 }
