@@ -11,7 +11,6 @@ mod climatology;
 mod error;
 mod evaluate;
 mod forecaster;
-mod output;
 mod request;
 mod rollout;
 mod skill;
@@ -24,6 +23,5 @@ pub use catalog::{
 pub use error::EngineError;
 pub use evaluate::{EvaluationPlan, Score, evaluate};
 pub use gridcast_grid::Region;
-pub use output::FILL_VALUE;
 pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
 pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};

@@ -4,14 +4,13 @@
 use std::path::Path;
 
 use chrono::Duration;
-use gridcast_grid::{Dataset, RegionIndices};
+use gridcast_grid::{CfHeader, CfVariable, CfWriter, Dataset, Grid, GridError, RegionIndices};
 use serde::Serialize;
 
 use crate::EngineError;
 use crate::RequestError;
 use crate::catalog::Catalog;
 use crate::forecaster::Forecaster;
-use crate::output::{OutputHeader, OutputVariable, write_forecast};
 use crate::request::ValidatedRequest;
 use crate::skill::final_lead_skill;
 use crate::state::History;
@@ -87,22 +86,29 @@ pub fn run_forecast(
     let init_state = history.latest().clone();
     let init_time = dataset.times[request.init_index];
     let header = output_header(dataset, request, &indices, &forecaster);
+    let mut writer = CfWriter::create(out, &header).map_err(|err| output_error(out, err))?;
     let mut skill = Vec::new();
 
-    write_forecast(out, &header, |record| {
-        let step = record as u32 + 1;
+    // Each lead is written as soon as it exists and then leaves the working set. An
+    // early return drops `writer`, which deletes its partial file.
+    for step in 1..=request.steps {
         if (control.is_cancelled)() {
             return Err(EngineError::Cancelled {
                 steps_done: step - 1,
                 steps_total: request.steps,
             });
         }
-        let valid_time = init_time + Duration::hours(i64::from(step * request.step_hours));
+        let lead_hours = step * request.step_hours;
+        let valid_time = init_time + Duration::hours(i64::from(lead_hours));
         let next = forecaster.step(&history, valid_time)?;
-        let fields = output_channels
+        let fields: Vec<Vec<f32>> = output_channels
             .iter()
             .map(|&(c, _)| next.crop_masked(c, &indices, history.never_observed(c)))
             .collect();
+        let field_refs: Vec<&[f32]> = fields.iter().map(Vec::as_slice).collect();
+        writer
+            .write_step(f64::from(lead_hours), &field_refs)
+            .map_err(|err| output_error(out, err))?;
         if step == request.steps {
             skill = final_lead_skill(
                 dataset,
@@ -115,8 +121,8 @@ pub fn run_forecast(
         }
         history.push(next);
         (control.on_progress)(step, request.steps);
-        Ok(fields)
-    })?;
+    }
+    writer.finish().map_err(|err| output_error(out, err))?;
 
     let output_bytes = std::fs::metadata(out)
         .map_err(|source| EngineError::Io {
@@ -141,30 +147,25 @@ fn output_header(
     request: &ValidatedRequest,
     indices: &RegionIndices,
     forecaster: &Forecaster,
-) -> OutputHeader {
+) -> CfHeader {
     let variables = request
         .variables
         .iter()
         .filter_map(|name| dataset.variable(name))
-        .map(|v| OutputVariable {
+        .map(|v| CfVariable {
             name: v.name.clone(),
             units: v.units.clone(),
             long_name: v.long_name.clone(),
         })
         .collect();
+    let version = env!("CARGO_PKG_VERSION");
     let mut attributes = vec![
         (
             "title".to_string(),
             format!("gridcast forecast from {}", dataset.name),
         ),
-        (
-            "source".to_string(),
-            format!("gridcast {}", env!("CARGO_PKG_VERSION")),
-        ),
-        (
-            "gridcast_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
+        ("source".to_string(), format!("gridcast {version}")),
+        ("gridcast_version".to_string(), version.to_string()),
         ("model_id".to_string(), request.model.clone()),
         ("input_dataset".to_string(), dataset.name.clone()),
         ("input_sha256".to_string(), dataset.sha256.clone()),
@@ -172,15 +173,30 @@ fn output_header(
     if let Some(hash) = forecaster.weights_sha256() {
         attributes.push(("model_weights_sha256".to_string(), hash));
     }
-    OutputHeader {
+    CfHeader {
         init_time: dataset.times[request.init_index],
-        lead_hours: (1..=request.steps)
-            .map(|s| s * request.step_hours)
-            .collect(),
-        lat: indices.lat.clone().map(|i| dataset.grid.lat[i]).collect(),
-        lon: indices.lon.iter().map(|&j| dataset.grid.lon[j]).collect(),
+        grid: Grid {
+            lat: indices.lat.clone().map(|i| dataset.grid.lat[i]).collect(),
+            lon: indices.lon.iter().map(|&j| dataset.grid.lon[j]).collect(),
+        },
+        members: None,
         variables,
         attributes,
+    }
+}
+
+/// Maps a writer failure to the engine's classes: I/O is retryable, anything else
+/// (a field of the wrong size, say) is not.
+fn output_error(path: &Path, err: GridError) -> EngineError {
+    match err {
+        GridError::Io { source, .. } => EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => EngineError::CorruptInput {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     }
 }
 
