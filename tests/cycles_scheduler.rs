@@ -617,6 +617,7 @@ async fn serve_job_api(fixture: &Fixture, shutdown: CancellationToken) -> std::n
         }),
         metrics: gridcast_api::ApiMetrics::register(&registry).unwrap(),
         registry,
+        bank: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::eta::{self, Eta};
 use crate::json::JsonBody;
 use crate::{ApiError, AppState};
 
@@ -83,6 +84,9 @@ pub struct JobView {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub result: Option<ResultLinks>,
     pub summary: Option<serde_json::Value>,
+    /// Expected run time, once the ReasoningBank has seen similar jobs finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Eta>,
 }
 
 /// Rollout steps finished by the current attempt, of the steps the job needs.
@@ -127,6 +131,7 @@ impl JobView {
             next_attempt_at: waiting.then_some(job.run_after),
             result,
             summary: job.summary.clone(),
+            eta: None,
         }
     }
 }
@@ -225,7 +230,9 @@ pub(crate) async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = load_job(&state, parse_job_id(&id)?).await?;
-    Ok(Json(JobView::from_job(&job)))
+    let mut view = JobView::from_job(&job);
+    view.eta = eta::estimate(&state, &job, Utc::now());
+    Ok(Json(view))
 }
 
 /// `DELETE /v1/jobs/{id}`: 200 when the job is cancelled now, 202 when its worker

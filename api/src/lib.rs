@@ -4,6 +4,7 @@
 //! `tower::ServiceExt::oneshot` and the server binds it to a socket.
 
 mod error;
+mod eta;
 mod extract;
 mod jobs;
 mod json;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub metrics: ApiMetrics,
     pub registry: prometheus::Registry,
+    /// ReasoningBank for run-time estimates on live jobs; `None` serves jobs without ETA.
+    pub bank: Option<Arc<gridcast_bank::Bank>>,
 }
 
 /// Every route as (method, path template), the list the OpenAPI document must match.

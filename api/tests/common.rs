@@ -45,6 +45,18 @@ pub fn api_config(dir: &tempfile::TempDir) -> ApiConfig {
 }
 
 pub async fn test_app_with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+    build_app(adjust, None).await
+}
+
+/// Like [`test_app`], with a ReasoningBank behind the job ETA.
+pub async fn test_app_with_bank(bank: Arc<gridcast_bank::Bank>) -> TestApp {
+    build_app(|_| {}, Some(bank)).await
+}
+
+async fn build_app(
+    adjust: impl FnOnce(&mut ApiConfig),
+    bank: Option<Arc<gridcast_bank::Bank>>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreConfig::embedded(dir.path()))
         .await
@@ -59,6 +71,7 @@ pub async fn test_app_with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
         config: Arc::new(config),
         metrics: ApiMetrics::register(&registry).unwrap(),
         registry,
+        bank,
     };
     TestApp {
         router: gridcast_api::router(state),

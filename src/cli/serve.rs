@@ -90,7 +90,7 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
     let registry = prometheus::Registry::new();
     let worker_metrics =
         WorkerMetrics::register(&registry).context("failed to register worker metrics")?;
-    let state = app_state(config, &store, &catalog, registry)?;
+    let mut state = app_state(config, &store, &catalog, registry)?;
     let request_limits = state.config.request_limits;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -114,6 +114,7 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         cycles::start_cycles(&store, catalog.clone(), &cycles_config, shutdown.clone())
             .await
             .context("failed to start the forecast-cycle scheduler")?;
+    state.bank = Some(cycles.bank.clone());
     let mut tasks = vec![spawn_server(
         listener,
         state,
@@ -163,6 +164,7 @@ fn app_state(
         }),
         metrics,
         registry,
+        bank: None,
     })
 }
 
