@@ -53,6 +53,18 @@ pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, 
     let dataset = catalog.dataset(&plan.dataset).ok_or_else(|| {
         RequestError::new("dataset", format!("unknown dataset {:?}", plan.dataset))
     })?;
+    for &lead in &plan.lead_hours {
+        if lead == 0 || !lead.is_multiple_of(dataset.step_hours) {
+            return Err(RequestError::new(
+                "lead_hours",
+                format!(
+                    "lead {lead} h is not a positive multiple of the {} h step of dataset {:?}",
+                    dataset.step_hours, dataset.name
+                ),
+            )
+            .into());
+        }
+    }
     let weights = cos_lat_weights(&dataset.grid.lat).map_err(|err| EngineError::CorruptInput {
         path: catalog.data_root().join(&dataset.name),
         message: err.to_string(),

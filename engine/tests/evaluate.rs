@@ -71,3 +71,18 @@ fn scores_cover_every_lead_and_variable() {
     assert_eq!(t24.n_inits, 16);
     assert!(t24.rmse > t6.rmse, "persistence error grows with lead");
 }
+
+#[test]
+fn lead_off_the_step_is_rejected() {
+    let catalog = catalog();
+    for lead in [0, 7] {
+        let plan = EvaluationPlan {
+            dataset: "storm-1996".into(),
+            systems: vec!["persistence".into()],
+            init_steps: vec![44],
+            lead_hours: vec![lead],
+        };
+        let err = evaluate(&catalog, &plan).unwrap_err();
+        assert!(err.to_string().contains("lead_hours"), "{err}");
+    }
+}

@@ -39,6 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    check_output_path(&args.output)?;
     let catalog = Catalog::open(&args.data_root, &args.model_root)
         .context("failed to open the data and model catalog")?;
     let request = ForecastRequest {
@@ -92,4 +93,18 @@ pub fn parse_region(text: &str) -> Result<Region, String> {
         west: number("west", west)?,
         east: number("east", east)?,
     })
+}
+
+/// Rejects an output path that exists but is not a regular file. The result is renamed
+/// into place, which would replace a symbolic link or a device node instead of writing
+/// through it.
+fn check_output_path(path: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => anyhow::bail!(
+            "invalid --output {}: it exists and is not a regular file (a link, directory \
+             or device); give a new or regular file path",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
 }

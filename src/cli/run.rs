@@ -53,7 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // The embedded service is private to this command: a free port on loopback.
     service_args.listen = Some("127.0.0.1:0".to_owned());
     let config = service_args.resolve(batch.service)?;
-    init_tracing(config.log_format);
+    // The batch's own progress bars and summary are the output here; service logs
+    // would interleave with them, so only warnings show unless RUST_LOG asks.
+    init_tracing(config.log_format, "warn");
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
         let service = start(&config).await?;

@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.service.resolve(FileSettings::default())?;
-    init_tracing(config.log_format);
+    init_tracing(config.log_format, "info");
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
         let service = start(&config).await?;
@@ -39,12 +39,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// Installs the global tracing subscriber; `RUST_LOG` filters (default `info`).
-pub fn init_tracing(format: LogFormat) {
+/// Installs the global tracing subscriber. `RUST_LOG` filters, else `default_level`;
+/// colours only when stderr is a terminal.
+pub fn init_tracing(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second call (tests, `run` after `serve` in one process) keeps the first subscriber.
     let _ = match format {
