@@ -51,6 +51,10 @@ pub struct Args {
     /// Channels of the first U-Net level (deeper levels use twice as many).
     #[arg(long, env = "GRIDCAST_TRAIN_WIDTH", default_value_t = 8)]
     pub width: usize,
+    /// Number of 2x down-sampling levels of the U-Net; the grid is padded to a multiple
+    /// of 2^levels.
+    #[arg(long, env = "GRIDCAST_TRAIN_LEVELS", default_value_t = 2)]
+    pub levels: usize,
     /// Training windows per optimiser step.
     #[arg(long, env = "GRIDCAST_TRAIN_BATCH_SIZE", default_value_t = 8)]
     pub batch_size: usize,
@@ -195,6 +199,7 @@ fn train_config(args: &Args) -> TrainConfig {
         learning_rate: args.learning_rate,
         weight_decay: args.weight_decay,
         width: args.width,
+        levels: args.levels,
         batch_size: args.batch_size,
         rollout_steps: args.rollout_steps,
         validation_frames: args.validation_steps,
@@ -288,6 +293,14 @@ mod tests {
         assert!(parse_steps("9-5").is_err());
         assert!(parse_steps("a-5").is_err());
         assert!(parse_steps("").is_err());
+    }
+
+    #[test]
+    fn train_config_takes_levels() {
+        let args = Cli::parse_from(["train"]).args;
+        assert_eq!(train_config(&args).levels, 2);
+        let args = Cli::parse_from(["train", "--levels", "3"]).args;
+        assert_eq!(train_config(&args).levels, 3);
     }
 
     #[test]
