@@ -9,7 +9,11 @@ use gridcast_bank::Bank;
 pub struct Args {
     /// ReasoningBank SQLite file; created when missing. `gridcast serve` keeps its bank
     /// at DATA_DIR/bank.sqlite, and this default matches serve's default data dir.
-    #[arg(long, env = "GRIDCAST_BANK", default_value = "gridcast-data/bank.sqlite")]
+    #[arg(
+        long,
+        env = "GRIDCAST_BANK",
+        default_value = "gridcast-data/bank.sqlite"
+    )]
     pub bank: PathBuf,
     #[command(subcommand)]
     pub command: BankCommand,
