@@ -6,6 +6,8 @@
 //! `#[path]`. The submodules therefore name their files explicitly, and this module
 //! uses nothing else of the binary.
 
+#[path = "cycles/metrics.rs"]
+mod metrics;
 #[path = "cycles/outcome.rs"]
 mod outcome;
 #[path = "cycles/submitter.rs"]
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 // The binary calls only `record_job_outcome`; tests/cycles_scheduler.rs, which includes
 // this file, uses the rest.
+pub use metrics::CycleMetrics;
 #[allow(unused_imports)]
 pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome};
 #[allow(unused_imports)]

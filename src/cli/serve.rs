@@ -118,6 +118,8 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
             .await
             .context("failed to start the forecast-cycle scheduler")?;
     state.bank = Some(cycles.bank.clone());
+    let cycle_metrics = cycles::CycleMetrics::register(&state.registry)
+        .context("failed to register scheduler and ReasoningBank metrics")?;
     let mut tasks = vec![spawn_server(
         listener,
         state,
@@ -133,6 +135,7 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     tasks.extend(cycle_tasks);
+    tasks.push(cycle_metrics.spawn(cycles.clone(), shutdown.clone()));
     tracing::info!(%addr, workers = config.workers, data_dir = %config.data_dir.display(), "service started");
     Ok(RunningService {
         addr,
