@@ -25,29 +25,34 @@ pub struct SubmitArgs {
     #[arg(long, env = "GRIDCAST_DATASET", default_value = "storm-1996")]
     pub dataset: String,
     /// Model id; the dataset's default model when omitted.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_MODEL")]
     pub model: Option<String>,
     /// Init time, RFC 3339 in UTC, for example 1996-01-16T00:00:00Z.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_INIT_TIME")]
     pub init_time: DateTime<Utc>,
     /// Lead time in hours: a positive multiple of the model step.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_LEAD_HOURS")]
     pub lead_hours: u32,
     /// Bounding box as SOUTH,NORTH,WEST,EAST in degrees north and east; the whole
     /// domain when omitted.
-    #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
+    #[arg(long, env = "GRIDCAST_REGION", value_parser = parse_region, allow_hyphen_values = true)]
     pub region: Option<Region>,
     /// Comma-separated variable names; all of the dataset's when omitted.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "GRIDCAST_VARIABLES", value_delimiter = ',')]
     pub variables: Option<Vec<String>>,
     /// Queue priority; higher runs first.
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "GRIDCAST_PRIORITY",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
     pub priority: i32,
     /// Idempotency key: resubmitting with the same key returns the same job.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
     /// Wait for the job to finish, showing a progress bar.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_WAIT")]
     pub wait: bool,
 }
 
@@ -64,13 +69,13 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Only jobs in this state: queued, running, succeeded, failed or cancelled.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_JOB_STATE")]
     pub state: Option<String>,
     /// Jobs per page, 1 to 500.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "GRIDCAST_JOBS_LIMIT", default_value_t = 50)]
     pub limit: u32,
     /// Cursor printed after the previous page.
-    #[arg(long)]
+    #[arg(long, env = "GRIDCAST_JOBS_CURSOR")]
     pub cursor: Option<String>,
 }
 
@@ -81,10 +86,10 @@ pub struct ResultArgs {
     /// Job id.
     pub id: String,
     /// Output file.
-    #[arg(long, short)]
+    #[arg(long, env = "GRIDCAST_RESULT_OUTPUT", short)]
     pub output: PathBuf,
     /// netcdf (the stored file) or json.
-    #[arg(long, default_value = "netcdf")]
+    #[arg(long, env = "GRIDCAST_RESULT_FORMAT", default_value = "netcdf")]
     pub format: String,
 }
 
