@@ -41,6 +41,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -67,4 +68,23 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Result(args) => cli::client::result(args),
         Command::Bank(args) => cli::bank::run(args),
     }
+}
+
+/// Makes a closed stdout (`gridcast jobs | head`) end the process like other Unix tools
+/// instead of with a panic report. `println!` panics when a write fails, and Rust
+/// ignores SIGPIPE, so the broken pipe arrives as that panic.
+fn exit_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE, the status a shell reports for a process killed by it.
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
 }
