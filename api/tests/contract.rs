@@ -83,6 +83,12 @@ fn rejected_bodies() -> Vec<(&'static str, String, StatusCode, Option<&'static s
             Some("colour"),
         ),
         (
+            "region as array",
+            with(body(), "/region", json!([30, 50, -120, -80])).to_string(),
+            unprocessable,
+            Some("region"),
+        ),
+        (
             "unknown region field",
             with(
                 body(),
