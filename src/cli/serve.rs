@@ -89,6 +89,7 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
     let store = Store::open(&store_config)
         .await
         .context("failed to open the job store")?;
+    remove_stale_scratch(&config.data_dir.join("scratch"), config.lease);
     let catalog = open_catalog(config).await?;
     let registry = prometheus::Registry::new();
     let worker_metrics =
@@ -193,6 +194,29 @@ fn outcome_hook(
             }
         })
     })
+}
+
+/// Deletes scratch files untouched for longer than one lease, at start-up. A running
+/// attempt writes its file at every lead, so such a file almost surely belongs to an
+/// attempt killed before it could clean up; its job has been or will be claimed again.
+fn remove_stale_scratch(dir: &std::path::Path, lease: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let age = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok());
+        if age.is_some_and(|age| age > lease) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed scratch files of killed attempts");
+    }
 }
 
 async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
