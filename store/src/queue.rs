@@ -65,7 +65,14 @@ impl Store {
         lease_for: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Lease>, StoreError> {
-        self.reap_expired(now).await?;
+        let ended = self.reap_expired(now).await?;
+        if ended > 0 {
+            tracing::warn!(
+                jobs = ended,
+                "ended jobs whose worker stopped renewing its lease with no attempt left \
+                 or a cancellation pending"
+            );
+        }
         let expires_at = lease_end(now, lease_for);
         let row = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
