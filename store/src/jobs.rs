@@ -102,6 +102,7 @@ impl Store {
                 .job(id)
                 .await?
                 .ok_or_else(|| missing_after_insert(id))?;
+            self.submitted.notify_one();
             return Ok(Submission::Created(job));
         }
         // Nothing inserted: either a concurrent submission took the key first, or the

@@ -55,6 +55,9 @@ impl StoreConfig {
 pub struct Store {
     pool: SqlitePool,
     results: ResultStore,
+    /// Wakes idle workers of this process when a job is submitted through it, so a
+    /// job starts at once instead of after the next queue poll.
+    submitted: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// How long a connection waits for another writer before SQLite reports `SQLITE_BUSY`.
@@ -68,7 +71,19 @@ impl Store {
         let pool = open_database(config).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let results = ResultStore::open(&config.results_url)?;
-        Ok(Store { pool, results })
+        Ok(Store {
+            pool,
+            results,
+            submitted: Default::default(),
+        })
+    }
+
+    /// Completes when a job is submitted through this handle or a clone of it. Each
+    /// submission wakes one waiting worker, or the next one to wait when none is. Workers
+    /// wait on it beside their poll timer, because jobs submitted by other processes
+    /// and retries after backoff are still found by polling.
+    pub async fn job_submitted(&self) {
+        self.submitted.notified().await;
     }
 
     pub fn results(&self) -> &ResultStore {

@@ -509,3 +509,19 @@ async fn release_returns_job_uncounted() {
         .unwrap();
     assert_eq!(again.attempt, 1);
 }
+
+#[tokio::test]
+async fn submit_wakes_idle_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let waiting = store.clone();
+    let worker = tokio::spawn(async move { waiting.job_submitted().await });
+    store.submit(new_job(0), 10, t0()).await.unwrap();
+    // Without the wake-up the waiter never completes, since nothing else notifies it;
+    // the bound only keeps a regression from hanging the suite.
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(30), worker).await;
+    assert!(
+        woken.is_ok(),
+        "the waiting worker was not woken by the submission"
+    );
+}

@@ -133,6 +133,7 @@ impl Worker {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = self.store.job_submitted() => {}
             }
         }
         tracing::info!(worker = %self.config.name, "worker stopped");
