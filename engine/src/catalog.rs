@@ -146,8 +146,11 @@ impl Catalog {
     }
 
     pub fn models(&self) -> Vec<ModelInfo> {
-        let mut infos: Vec<ModelInfo> =
-            self.models.values().map(|m| neural_model_info(m)).collect();
+        let mut infos: Vec<ModelInfo> = self
+            .models
+            .values()
+            .map(|m| neural_model_info(m, self.datasets.get(&m.manifest().training.dataset)))
+            .collect();
         infos.push(ModelInfo {
             id: PERSISTENCE.to_string(),
             kind: PERSISTENCE.to_string(),
@@ -262,7 +265,9 @@ impl Catalog {
     }
 }
 
-fn neural_model_info(model: &NeuralModel) -> ModelInfo {
+/// Describes `model`, taking long names from the dataset it was trained on when the
+/// catalog has it (the manifest stores only names and units).
+fn neural_model_info(model: &NeuralModel, training_data: Option<&Arc<Dataset>>) -> ModelInfo {
     let manifest = model.manifest();
     ModelInfo {
         id: manifest.model_id.clone(),
@@ -281,7 +286,10 @@ fn neural_model_info(model: &NeuralModel) -> ModelInfo {
             .map(|v| VariableInfo {
                 name: v.name.clone(),
                 units: v.units.clone(),
-                long_name: String::new(),
+                long_name: training_data
+                    .and_then(|d| d.variable(&v.name))
+                    .map(|d| d.long_name.clone())
+                    .unwrap_or_default(),
             })
             .collect(),
         step_hours: Some(manifest.step_hours),

@@ -237,3 +237,19 @@ print("ok")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn model_listing_names_variables() {
+    let catalog = catalog();
+    let models = catalog.models();
+    let neural = models
+        .iter()
+        .find(|m| m.id == "storm-cnn")
+        .expect("storm-cnn listed");
+    let t = neural.variables.iter().find(|v| v.name == "t").unwrap();
+    assert_eq!(t.units, "K");
+    // From the training dataset's descriptor; the manifest stores no long names.
+    assert_eq!(t.long_name, "near-surface air temperature");
+    assert!(models.iter().any(|m| m.id == "persistence"));
+    assert!(models.iter().any(|m| m.id == "climatology"));
+}
