@@ -1,5 +1,5 @@
-//! What can be asked for: the datasets under a data root and the models under a model
-//! root, loaded once at start-up and shared by every request.
+//! The catalog of requestable datasets and models: every dataset under a data root and
+//! every model under a model root, loaded once at start-up and shared by all requests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -223,7 +223,7 @@ fn dataset_info(dataset: &Dataset) -> DatasetInfo {
 }
 
 impl Catalog {
-    /// The forecast system `model` names, bound to `dataset`.
+    /// Builds the forecast system named `model`, bound to `dataset`'s variable order.
     pub(crate) fn forecaster(
         &self,
         model: &str,
@@ -256,7 +256,8 @@ impl Catalog {
         }
     }
 
-    /// The training-period climatology of `dataset`, if a model was trained on it.
+    /// Looks up the training-period climatology of `dataset`, present when a model of
+    /// the catalog was trained on it.
     pub(crate) fn climatology_for(
         &self,
         dataset: &Dataset,
