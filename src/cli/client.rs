@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
 use gridcast_api::{JobList, JobView, SubmitJob};
-use gridcast_engine::Region;
 use gridcast_store::JobState;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::forecast::RequestArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -21,25 +21,8 @@ pub struct ServerArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Dataset name, as listed by `GET /v1/datasets`.
-    #[arg(long, env = "GRIDCAST_DATASET", default_value = "storm-1996")]
-    pub dataset: String,
-    /// Model id; the dataset's default model when omitted.
-    #[arg(long, env = "GRIDCAST_MODEL")]
-    pub model: Option<String>,
-    /// Init time, RFC 3339 in UTC, for example 1996-01-16T00:00:00Z.
-    #[arg(long, env = "GRIDCAST_INIT_TIME")]
-    pub init_time: DateTime<Utc>,
-    /// Lead time in hours: a positive multiple of the model step.
-    #[arg(long, env = "GRIDCAST_LEAD_HOURS")]
-    pub lead_hours: u32,
-    /// Bounding box as SOUTH,NORTH,WEST,EAST in degrees north and east; the whole
-    /// domain when omitted.
-    #[arg(long, env = "GRIDCAST_REGION", value_parser = parse_region, allow_hyphen_values = true)]
-    pub region: Option<Region>,
-    /// Comma-separated variable names; all of the dataset's when omitted.
-    #[arg(long, env = "GRIDCAST_VARIABLES", value_delimiter = ',')]
-    pub variables: Option<Vec<String>>,
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Queue priority; higher runs first.
     #[arg(
         long,
@@ -91,25 +74,6 @@ pub struct ResultArgs {
     /// netcdf (the stored file) or json.
     #[arg(long, env = "GRIDCAST_RESULT_FORMAT", default_value = "netcdf")]
     pub format: String,
-}
-
-fn parse_region(text: &str) -> Result<Region, String> {
-    let values: Vec<f64> = text
-        .split(',')
-        .map(|part| part.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|err| format!("invalid region {text:?}: {err}; expected SOUTH,NORTH,WEST,EAST"))?;
-    let [south, north, west, east] = values[..] else {
-        return Err(format!(
-            "invalid region {text:?}: expected 4 numbers SOUTH,NORTH,WEST,EAST"
-        ));
-    };
-    Ok(Region {
-        south,
-        north,
-        west,
-        east,
-    })
 }
 
 /// Typed client of API v1.
@@ -235,14 +199,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.server.server);
+    let request = args.request.into_request();
     let body = SubmitJob {
-        dataset: args.dataset,
-        model: args.model,
-        init_time: args.init_time,
-        lead_hours: args.lead_hours,
-        region: args.region,
-        variables: args.variables,
-        members: 1,
+        dataset: request.dataset,
+        model: request.model,
+        init_time: request.init_time,
+        lead_hours: request.lead_hours,
+        region: request.region,
+        variables: request.variables,
+        members: request.members,
         priority: args.priority,
     };
     runtime()?.block_on(async {

@@ -14,6 +14,16 @@ pub struct Args {
     /// Directory holding one sub-directory per trained model, each with a manifest.json.
     #[arg(long, env = "GRIDCAST_MODEL_ROOT", default_value = "models")]
     pub model_root: PathBuf,
+    #[command(flatten)]
+    pub request: RequestArgs,
+    /// Output netCDF file.
+    #[arg(long, short, env = "GRIDCAST_OUTPUT")]
+    pub output: PathBuf,
+}
+
+/// The forecast request flags, shared by `forecast` and `submit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RequestArgs {
     /// Dataset name, as listed by `GET /v1/datasets`.
     #[arg(long, env = "GRIDCAST_DATASET", default_value = "storm-1996")]
     pub dataset: String,
@@ -33,24 +43,28 @@ pub struct Args {
     /// Comma-separated variable names; all of the dataset's when omitted.
     #[arg(long, env = "GRIDCAST_VARIABLES", value_delimiter = ',')]
     pub variables: Option<Vec<String>>,
-    /// Output netCDF file.
-    #[arg(long, short, env = "GRIDCAST_OUTPUT")]
-    pub output: PathBuf,
+}
+
+impl RequestArgs {
+    /// Builds the deterministic (one-member) request these flags describe.
+    pub fn into_request(self) -> ForecastRequest {
+        ForecastRequest {
+            dataset: self.dataset,
+            model: self.model,
+            init_time: self.init_time,
+            lead_hours: self.lead_hours,
+            region: self.region,
+            variables: self.variables,
+            members: 1,
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     check_output_path(&args.output)?;
     let catalog = Catalog::open(&args.data_root, &args.model_root)
         .context("failed to open the data and model catalog")?;
-    let request = ForecastRequest {
-        dataset: args.dataset,
-        model: args.model,
-        init_time: args.init_time,
-        lead_hours: args.lead_hours,
-        region: args.region,
-        variables: args.variables,
-        members: 1,
-    };
+    let request = args.request.into_request();
     let validated = catalog.validate(&request, &RequestLimits::default())?;
     let summary = run_forecast(&catalog, &validated, &args.output, &RunControl::none())?;
     println!(
