@@ -1,6 +1,6 @@
 //! CPU forward pass of the shipped network: one 6 h step of `models/storm-cnn` on the
-//! full storm-1996 grid (33 x 36) at batch 1 and batch 64, reported by criterion as
-//! time per step and, through `Throughput::Elements`, grid cells per second.
+//! full storm-1996 grid (33 x 36) at batch 1 and batch 64. Criterion reports the time
+//! per step and, through `Throughput::Elements`, grid cells per second.
 //!
 //! Run with `cargo bench --bench forward`.
 

@@ -54,7 +54,7 @@ impl Climatology {
         Climatology { hours, fields }
     }
 
-    /// The mean field of dataset variable `var` for the hour of day of `valid_time`, or
+    /// Returns the mean field of dataset variable `var` for the hour of day of `valid_time`, or
     /// of the nearest hour with a mean when that hour never occurred in the period.
     pub fn field(&self, var: usize, valid_time: DateTime<Utc>) -> &[f32] {
         let hour = valid_time.hour();

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-/// Failure of a forecast run. `is_retryable` tells a job runner whether another attempt
+/// Failure of a forecast run. `is_retryable` reports to a job runner whether another attempt
 /// could succeed (I/O hiccups) or never will (corrupt input, a model that does not fit
 /// the data).
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// Whether another attempt of the same request could succeed.
+    /// Returns whether another attempt of the same request could succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, EngineError::Io { .. })
     }

@@ -14,7 +14,7 @@ use crate::forecaster::Forecaster;
 use crate::state::History;
 use crate::{EngineError, RequestError};
 
-/// What to score.
+/// Systems, init times and leads of one verification run.
 #[derive(Debug, Clone)]
 pub struct EvaluationPlan {
     pub dataset: String,
@@ -155,7 +155,7 @@ fn score_system(
     Ok(sums)
 }
 
-/// The forecast with NaN on cells the dataset never observes, as in the written output.
+/// Copies the forecast with NaN on cells the dataset never observes, as in the output.
 fn masked(field: &[f32], never_observed: &[bool]) -> Vec<f32> {
     field
         .iter()

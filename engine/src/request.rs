@@ -25,21 +25,21 @@ fn one() -> u32 {
     1
 }
 
-/// A request that does not fit the catalog, naming the offending field so the API can
-/// answer `{"error": {"code", "message", "field"}}` with a 4xx.
+/// A request that does not fit the catalog. It names the offending field, so the API
+/// returns `{"error": {"code", "message", "field"}}` with a 4xx status.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid {field}: {message}")]
 pub struct RequestError {
     /// JSON path of the field, for example `region.south` or `lead_hours`.
     pub field: String,
-    /// What is wrong and what is accepted instead.
+    /// Description of the problem and of the accepted values.
     pub message: String,
 }
 
 /// Limits a deployment places on requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
-    /// Longest lead time accepted, in hours.
+    /// Maximum lead time, in hours.
     pub max_lead_hours: u32,
     /// Largest ensemble accepted.
     pub max_members: u32,

@@ -32,7 +32,7 @@ impl RunControl<'static> {
     }
 }
 
-/// What a finished forecast produced.
+/// Summary of a finished forecast.
 #[derive(Debug, Clone, Serialize)]
 pub struct ForecastSummary {
     pub model_id: String,
@@ -43,7 +43,7 @@ pub struct ForecastSummary {
     pub grid_cells: usize,
     pub output_bytes: u64,
     /// Scores at the final lead against the dataset's own analysis at the valid time,
-    /// when the dataset holds it; empty for a forecast into the future.
+    /// when the dataset contains it; empty for a forecast into the future.
     pub skill: Vec<SkillLine>,
 }
 

@@ -1,5 +1,5 @@
 //! The short skill report of one forecast: latitude-weighted RMSE at the final lead
-//! over the requested region, beside persistence's, when the dataset holds the
+//! over the requested region, beside persistence's, when the dataset contains the
 //! analysis at the valid time.
 
 use gridcast_grid::{Dataset, RegionIndices};

@@ -26,7 +26,7 @@ impl State {
         &self.data[c * self.cells()..(c + 1) * self.cells()]
     }
 
-    /// The dataset's analysis at time index `time`, with `channels` (dataset variable
+    /// Builds the dataset's analysis at time index `time`, with `channels` (dataset variable
     /// indices) in order.
     pub fn from_dataset(dataset: &Dataset, channels: &[usize], time: usize) -> State {
         let mut data = Vec::with_capacity(channels.len() * dataset.grid.ny() * dataset.grid.nx());
@@ -111,7 +111,7 @@ impl History {
     pub fn latest(&self) -> &State {
         self.states
             .back()
-            .expect("a history holds at least one state")
+            .expect("a history contains at least one state")
     }
 
     pub fn never_observed(&self, c: usize) -> &[bool] {

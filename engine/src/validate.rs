@@ -243,7 +243,7 @@ fn check_region(region: &Region) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// The bounding box of the dataset's whole grid.
+/// Returns the bounding box of the dataset's whole grid.
 fn whole_domain(dataset: &Dataset) -> Region {
     let grid = &dataset.grid;
     Region {

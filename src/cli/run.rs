@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     service_args.listen = Some("127.0.0.1:0".to_owned());
     let config = service_args.resolve(batch.service)?;
     // The batch's own progress bars and summary are the output here; service logs
-    // would interleave with them, so only warnings show unless RUST_LOG asks.
+    // would interleave with them, so only warnings show unless RUST_LOG sets a level.
     init_tracing(config.log_format, "warn");
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {

@@ -202,7 +202,7 @@ fn outcome_hook(
 
 /// Deletes scratch files untouched for longer than one lease, at start-up. A running
 /// attempt writes its file at every lead, so such a file almost surely belongs to an
-/// attempt killed before it could clean up; its job has been or will be claimed again.
+/// attempt killed before it could clean up. Its job has been or will be claimed again.
 fn remove_stale_scratch(dir: &std::path::Path, lease: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;

@@ -1,6 +1,6 @@
 //! Exports the scheduler's cycle counters and the ReasoningBank's figures on the
 //! service's Prometheus registry. Both keep their own counts, so a task copies them
-//! into registered metrics every few seconds; a scrape sees values at most that old.
+//! into registered metrics every few seconds; a scrape reads values at most that old.
 
 use std::time::Duration;
 
