@@ -6,7 +6,7 @@ mod service_support;
 use std::process::Command;
 use std::time::Duration;
 
-use service_support::{Server, poll_job, repo_root, storm_job};
+use service_support::{Server, poll_job, repo_root, submit_storm_job};
 
 #[tokio::test]
 async fn served_result_equals_forecast_command() {
@@ -19,15 +19,7 @@ async fn served_result_equals_forecast_command() {
     let ready = client.get(server.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let response = client
-        .post(server.url("/v1/jobs"))
-        .json(&storm_job())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job: serde_json::Value = response.json().await.unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
+    let id = submit_storm_job(&client, &server).await;
     let done = poll_job(&client, &server, &id, Duration::from_secs(60), |job| {
         job["state"] != "queued" && job["state"] != "running"
     })

@@ -5,7 +5,7 @@ mod service_support;
 
 use std::time::Duration;
 
-use service_support::{Server, poll_job, storm_job};
+use service_support::{Server, poll_job, submit_storm_job};
 
 #[tokio::test]
 async fn killed_mid_job_completes_once_after_restart() {
@@ -19,15 +19,7 @@ async fn killed_mid_job_completes_once_after_restart() {
         &[&lease[..], &["--step-delay-secs", "1"]].concat(),
     );
     let client = reqwest::Client::new();
-    let response = client
-        .post(first.url("/v1/jobs"))
-        .json(&storm_job())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job: serde_json::Value = response.json().await.unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
+    let id = submit_storm_job(&client, &first).await;
     let running = poll_job(&client, &first, &id, Duration::from_secs(30), |job| {
         job["state"] == "running" && job["progress"]["steps_done"].as_u64() >= Some(1)
     })

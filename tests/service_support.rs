@@ -104,3 +104,16 @@ pub fn storm_job() -> Value {
         "variables": ["t", "p"]
     })
 }
+
+/// Submits [`storm_job`], checks the `201 Created` and returns the new job's id.
+pub async fn submit_storm_job(client: &reqwest::Client, server: &Server) -> String {
+    let response = client
+        .post(server.url("/v1/jobs"))
+        .json(&storm_job())
+        .send()
+        .await
+        .expect("POST job");
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.expect("job JSON");
+    job["id"].as_str().expect("job id").to_owned()
+}
