@@ -1,12 +1,11 @@
 //! Submission, lookup, listing and cancellation of jobs.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use uuid::Uuid;
 
 use crate::job::to_millis;
-use crate::row::{decode_job, job_columns};
-use crate::{Job, JobState, NewJob, Store, StoreError};
+use crate::row::{JobRecord, KeyedRecord, decode_job, job_columns};
+use crate::{Job, JobState, NewJob, Store, StoreError, on_db};
 
 /// Outcome of [`Store::submit`].
 #[derive(Debug, Clone, PartialEq)]
@@ -79,25 +78,26 @@ impl Store {
             Some(idem) => (Some(idem.key.as_str()), Some(idem.request_hash.as_str())),
             None => (None, None),
         };
-        let inserted = sqlx::query(
+        let inserted = on_db!(self, pool => sqlx::query(
             "INSERT INTO jobs (id, state, request, priority, idempotency_key, request_hash, \
              steps_total, max_attempts, run_after, created_at, updated_at) \
-             SELECT ?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8 \
-             WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < ?9 \
+             SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $8 \
+             WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < $9 \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(request)
-        .bind(new.priority)
+        .bind(i64::from(new.priority))
         .bind(key)
         .bind(hash)
         .bind(i64::from(new.steps_total))
         .bind(i64::from(new.max_attempts))
         .bind(to_millis(now))
         .bind(i64::try_from(max_queue_depth).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?;
-        if inserted.rows_affected() == 1 {
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if inserted == 1 {
             let job = self
                 .job(id)
                 .await?
@@ -122,19 +122,19 @@ impl Store {
         let Some(idem) = &new.idempotency else {
             return Ok(None);
         };
-        let row = sqlx::query(concat!(
+        let row: Option<KeyedRecord> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT request_hash, ",
             job_columns!(),
-            " FROM jobs WHERE idempotency_key = ?"
+            " FROM jobs WHERE idempotency_key = $1"
         ))
         .bind(&idem.key)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         let Some(row) = row else {
             return Ok(None);
         };
-        let job = decode_job(&row)?;
-        let stored_hash: Option<String> = row.try_get("request_hash")?;
+        let stored_hash = row.request_hash;
+        let job = decode_job(row.job)?;
         if stored_hash.as_deref() != Some(idem.request_hash.as_str()) {
             return Err(StoreError::IdempotencyConflict {
                 key: idem.key.clone(),
@@ -145,33 +145,37 @@ impl Store {
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(concat!(
+        let row: Option<JobRecord> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE id = ?"
+            " FROM jobs WHERE id = $1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(decode_job).transpose()
+        .fetch_optional(pool)
+        .await?);
+        row.map(decode_job).transpose()
     }
 
     /// Lists jobs in insertion order. Because `seq` only grows and SQLite commits inserts
     /// one at a time, paging with `after_seq` neither skips nor repeats a job while new
-    /// jobs are added.
+    /// jobs are added. On Postgres, concurrent inserts can commit out of `seq` order, so
+    /// a page read at that moment may miss a job that a later listing shows.
     pub async fn list(&self, query: &ListQuery) -> Result<JobPage, StoreError> {
         let limit = query.limit.max(1);
-        let rows = sqlx::query(concat!(
+        let rows: Vec<JobRecord> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE seq > ?1 AND (?2 IS NULL OR state = ?2) ORDER BY seq LIMIT ?3"
+            " FROM jobs WHERE seq > $1 AND ($2 IS NULL OR state = $2) ORDER BY seq LIMIT $3"
         ))
         .bind(query.after_seq.unwrap_or(0))
         .bind(query.state.map(JobState::as_str))
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut jobs = rows.iter().map(decode_job).collect::<Result<Vec<_>, _>>()?;
+        .fetch_all(pool)
+        .await?);
+        let mut jobs = rows
+            .into_iter()
+            .map(decode_job)
+            .collect::<Result<Vec<_>, _>>()?;
         let has_more = jobs.len() > limit as usize;
         jobs.truncate(limit as usize);
         let next_after_seq = if has_more {
@@ -192,31 +196,31 @@ impl Store {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<CancelOutcome>, StoreError> {
-        let queued = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?2, \
-             updated_at = ?2 WHERE id = ?1 AND state = 'queued'",
+        let queued = on_db!(self, pool => sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = $2, \
+             updated_at = $2 WHERE id = $1 AND state = 'queued'",
         )
         .bind(id.to_string())
         .bind(to_millis(now))
-        .execute(&self.pool)
-        .await?;
-        if queued.rows_affected() == 0 {
-            sqlx::query(
-                "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 \
-                 WHERE id = ?1 AND state = 'running'",
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if queued == 0 {
+            on_db!(self, pool => sqlx::query(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = $2 \
+                 WHERE id = $1 AND state = 'running'",
             )
             .bind(id.to_string())
             .bind(to_millis(now))
-            .execute(&self.pool)
-            .await?;
+            .execute(pool)
+            .await
+            .map(drop))?;
         }
         let Some(job) = self.job(id).await? else {
             return Ok(None);
         };
         match job.state {
-            JobState::Cancelled if queued.rows_affected() == 1 => {
-                Ok(Some(CancelOutcome::Cancelled(job)))
-            }
+            JobState::Cancelled if queued == 1 => Ok(Some(CancelOutcome::Cancelled(job))),
             JobState::Cancelled => Ok(Some(CancelOutcome::AlreadyCancelled(job))),
             JobState::Running => Ok(Some(CancelOutcome::Requested(job))),
             // A job that became queued again between the two updates (a retry) is
@@ -232,13 +236,13 @@ impl Store {
 
     /// Number of jobs in each state, all five states included.
     pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, i64)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state",
+        )
+        .fetch_all(pool)
+        .await?);
         let mut counts: Vec<(JobState, u64)> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
-        for row in rows {
-            let state: String = row.try_get("state")?;
-            let n: i64 = row.try_get("n")?;
+        for (state, n) in rows {
             if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == state) {
                 entry.1 = n.max(0) as u64;
             }
@@ -248,9 +252,11 @@ impl Store {
 
     /// Number of queued jobs, including retries waiting for their backoff.
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
-        let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
-            .fetch_one(&self.pool)
-            .await?;
+        let depth: i64 = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'queued'",
+        )
+        .fetch_one(pool)
+        .await?);
         Ok(depth.max(0) as u64)
     }
 }

@@ -1,8 +1,10 @@
 //! Durable job metadata, queue and result storage of the gridcast service.
 //!
-//! Backends are chosen by URL so another backend is a configuration change, not a new
-//! call site. This build opens `sqlite://` for metadata and queue and `file://` for
-//! results (through `object_store`'s `LocalFileSystem`).
+//! Backends are chosen by URL and share every code path: `sqlite://PATH` (embedded) or
+//! `postgres://…` (distributed) for metadata and queue, `file:///PATH` or
+//! `s3://BUCKET/PREFIX` for results through `object_store`. The two databases differ
+//! only in the few statements [`Dialect`] picks. With Postgres, lease times come from
+//! the database server's clock: workers on machines with skewed clocks still agree.
 //!
 //! The queue lives in the `jobs` table. A worker claims the next queued job by taking a
 //! lease on it (owner string plus expiry) and renews the lease by heartbeat. It ends the
@@ -20,6 +22,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use error::StoreError;
@@ -50,10 +54,36 @@ impl StoreConfig {
     }
 }
 
+/// Connection pool of one of the two database backends.
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store holds. The body is
+/// compiled once per backend, so the same query code serves both.
+macro_rules! on_db {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// The statements whose SQL differs between the backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 /// Handle to job metadata, queue and results. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
     results: ResultStore,
     /// Wakes idle workers of this process when a job is submitted through it, so a
     /// job starts at once instead of after the next queue poll.
@@ -64,18 +94,71 @@ pub struct Store {
 /// Writes here are single short statements, so a few seconds covers heavy contention.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request waits for a Postgres connection. Short, so that with the database
+/// down the API answers 503 promptly instead of holding requests.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Store {
     /// Opens (creating if needed) the database and result store and applies the embedded
     /// migrations.
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
-        let pool = open_database(config).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        let store = Store::open_unmigrated(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the database and result store without touching the schema, for processes
+    /// that leave migrations to `gridcast migrate`.
+    pub async fn open_unmigrated(config: &StoreConfig) -> Result<Store, StoreError> {
+        let db = open_database(config).await?;
         let results = ResultStore::open(&config.results_url)?;
         Ok(Store {
-            pool,
+            db,
             results,
             submitted: Default::default(),
         })
+    }
+
+    /// Applies the migrations this build carries that the database lacks. Safe to run
+    /// from several processes at once: sqlx serialises them with a lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// `sqlite` or `postgres`, for logs and the start-up banner.
+    pub fn backend(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match &self.db {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Returns the time that leases and timestamps are judged by: the Postgres server's
+    /// clock, or this machine's clock for the embedded SQLite file (one machine, one
+    /// clock).
+    pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        match &self.db {
+            Db::Sqlite(_) => Ok(Utc::now()),
+            Db::Postgres(pool) => {
+                let millis: i64 = sqlx::query_scalar(
+                    "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+                )
+                .fetch_one(pool)
+                .await?;
+                job::from_millis("(server clock)", millis)
+            }
+        }
     }
 
     /// Completes when a job is submitted through this handle or a clone of it. Each
@@ -92,23 +175,32 @@ impl Store {
 
     /// Checks that the database runs a query and the result store can be listed.
     pub async fn check_ready(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
         self.results.check_ready().await
     }
 
     /// Closes the connection pool, waiting for queries in flight.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(self, pool => pool.close().await);
     }
 }
 
-async fn open_database(config: &StoreConfig) -> Result<SqlitePool, StoreError> {
+async fn open_database(config: &StoreConfig) -> Result<Db, StoreError> {
     let url = &config.database_url;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        return Ok(Db::Postgres(pool));
+    }
     if !url.starts_with("sqlite:") {
         return Err(StoreError::UnsupportedUrl {
             setting: "database",
-            url: url.clone(),
-            supported: "sqlite://PATH",
+            url: redact_url(url),
+            supported: "sqlite://PATH, postgres://USER@HOST:PORT/DATABASE",
         });
     }
     let options = SqliteConnectOptions::from_str(url)?
@@ -128,5 +220,23 @@ async fn open_database(config: &StoreConfig) -> Result<SqlitePool, StoreError> {
         .max_connections(config.max_connections.max(1))
         .connect_with(options)
         .await?;
-    Ok(pool)
+    Ok(Db::Sqlite(pool))
+}
+
+/// `url` with any password replaced by `***`, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => {
+                format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }

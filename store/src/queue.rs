@@ -7,17 +7,19 @@
 //! one UPDATE whose WHERE clause checks that the job is still `running` under the same
 //! attempt and owner (the fence), so an attempt that lost its lease to another worker
 //! changes nothing. Time is passed in by the caller so tests can drive lease expiry
-//! without sleeping.
+//! without sleeping; services pass [`Store::now`], the database server's clock.
+//!
+//! On Postgres, the claim's inner SELECT takes the row with `FOR UPDATE SKIP LOCKED`,
+//! so concurrent claimers in any number of processes each get a different job.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use uuid::Uuid;
 
 use crate::job::to_millis;
-use crate::row::{decode_job, job_columns};
-use crate::{Job, JobError, Store, StoreError};
+use crate::row::{JobRecord, decode_job, job_columns};
+use crate::{Dialect, Job, JobError, Store, StoreError, on_db};
 
 /// Name of a worker and the device it computes on, recorded on the jobs it claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,26 +76,38 @@ impl Store {
             );
         }
         let expires_at = lease_end(now, lease_for);
-        let row = sqlx::query(concat!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
-             lease_owner = ?1, lease_expires_at = ?2, worker = ?1, device = ?3, \
-             started_at = COALESCE(started_at, ?4), updated_at = ?4 \
-             WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
-             ((state = 'queued' AND run_after <= ?4) OR \
-             (state = 'running' AND lease_expires_at < ?4)) \
-             ORDER BY priority DESC, seq LIMIT 1) RETURNING ",
-            job_columns!()
-        ))
+        let row: Option<JobRecord> = on_db!(self, pool => sqlx::query_as(match self.dialect() {
+            Dialect::Sqlite => concat!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
+                 lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
+                 started_at = COALESCE(started_at, $4), updated_at = $4 \
+                 WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
+                 ((state = 'queued' AND run_after <= $4) OR \
+                 (state = 'running' AND lease_expires_at < $4)) \
+                 ORDER BY priority DESC, seq LIMIT 1) RETURNING ",
+                job_columns!()
+            ),
+            Dialect::Postgres => concat!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
+                 lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
+                 started_at = COALESCE(started_at, $4), updated_at = $4 \
+                 WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
+                 ((state = 'queued' AND run_after <= $4) OR \
+                 (state = 'running' AND lease_expires_at < $4)) \
+                 ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+                job_columns!()
+            ),
+        })
         .bind(&worker.worker)
         .bind(to_millis(expires_at))
         .bind(&worker.device)
         .bind(to_millis(now))
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         let Some(row) = row else {
             return Ok(None);
         };
-        let job = decode_job(&row)?;
+        let job = decode_job(row)?;
         Ok(Some(Lease {
             attempt: job.attempts,
             owner: worker.worker.clone(),
@@ -106,21 +120,22 @@ impl Store {
     /// cancellation request become `cancelled`, those out of attempts become `failed`.
     /// Returns how many jobs it ended.
     pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query(
+        let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET \
              state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \
              error_code = CASE WHEN cancel_requested = 1 THEN error_code ELSE 'lease_expired' END, \
              error_message = CASE WHEN cancel_requested = 1 THEN error_message ELSE \
              'worker ' || lease_owner || ' stopped renewing its lease during attempt ' || \
              attempts || ' of ' || max_attempts || ' (process crash or lost database)' END, \
-             lease_owner = NULL, lease_expires_at = NULL, finished_at = ?1, updated_at = ?1 \
-             WHERE state = 'running' AND lease_expires_at < ?1 \
+             lease_owner = NULL, lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
+             WHERE state = 'running' AND lease_expires_at < $1 \
              AND (cancel_requested = 1 OR attempts >= max_attempts)",
         )
         .bind(to_millis(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected)
     }
 
     /// Renews the lease until `now + lease_for` and records progress.
@@ -131,23 +146,31 @@ impl Store {
         lease_for: Duration,
         now: DateTime<Utc>,
     ) -> Result<Heartbeat, StoreError> {
-        let row = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?1, steps_done = MAX(steps_done, ?2), \
-             updated_at = ?3 \
-             WHERE id = ?4 AND state = 'running' AND attempts = ?5 AND lease_owner = ?6 \
-             RETURNING cancel_requested",
-        )
+        let row: Option<i64> = on_db!(self, pool => sqlx::query_scalar(match self.dialect() {
+            Dialect::Sqlite => {
+                "UPDATE jobs SET lease_expires_at = $1, steps_done = MAX(steps_done, $2), \
+                 updated_at = $3 \
+                 WHERE id = $4 AND state = 'running' AND attempts = $5 AND lease_owner = $6 \
+                 RETURNING cancel_requested"
+            }
+            Dialect::Postgres => {
+                "UPDATE jobs SET lease_expires_at = $1, steps_done = GREATEST(steps_done, $2), \
+                 updated_at = $3 \
+                 WHERE id = $4 AND state = 'running' AND attempts = $5 AND lease_owner = $6 \
+                 RETURNING cancel_requested"
+            }
+        })
         .bind(to_millis(lease_end(now, lease_for)))
         .bind(i64::from(steps_done))
         .bind(to_millis(now))
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(pool)
+        .await?);
         match row {
-            Some(row) => Ok(Heartbeat::Held {
-                cancel_requested: row.try_get("cancel_requested")?,
+            Some(cancel_requested) => Ok(Heartbeat::Held {
+                cancel_requested: cancel_requested != 0,
             }),
             None => Ok(Heartbeat::Lost),
         }
@@ -163,11 +186,11 @@ impl Store {
         summary: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'succeeded', result_key = ?1, summary = ?2, \
+        let affected = on_db!(self, pool => sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', result_key = $1, summary = $2, \
              steps_done = steps_total, error_code = NULL, error_message = NULL, \
-             lease_owner = NULL, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3 \
-             WHERE id = ?4 AND state = 'running' AND attempts = ?5 AND lease_owner = ?6",
+             lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND state = 'running' AND attempts = $5 AND lease_owner = $6",
         )
         .bind(result_key)
         .bind(summary.to_string())
@@ -175,9 +198,10 @@ impl Store {
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
     }
 
     /// Puts the job back in the queue to run again after `run_after`, recording the
@@ -190,13 +214,13 @@ impl Store {
         run_after: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET \
              state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, \
-             finished_at = CASE WHEN cancel_requested = 1 THEN ?4 ELSE NULL END, \
-             error_code = ?1, error_message = ?2, run_after = ?3, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?4 \
-             WHERE id = ?5 AND state = 'running' AND attempts = ?6 AND lease_owner = ?7",
+             finished_at = CASE WHEN cancel_requested = 1 THEN $4 ELSE NULL END, \
+             error_code = $1, error_message = $2, run_after = $3, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
+             WHERE id = $5 AND state = 'running' AND attempts = $6 AND lease_owner = $7",
         )
         .bind(&error.code)
         .bind(&error.message)
@@ -205,9 +229,10 @@ impl Store {
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
     }
 
     /// Marks the job failed for good. Returns `false` when the lease was lost.
@@ -217,10 +242,10 @@ impl Store {
         error: &JobError,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE jobs SET state = 'failed', error_code = ?1, error_message = ?2, \
-             lease_owner = NULL, lease_expires_at = NULL, finished_at = ?3, updated_at = ?3 \
-             WHERE id = ?4 AND state = 'running' AND attempts = ?5 AND lease_owner = ?6",
+        let affected = on_db!(self, pool => sqlx::query(
+            "UPDATE jobs SET state = 'failed', error_code = $1, error_message = $2, \
+             lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND state = 'running' AND attempts = $5 AND lease_owner = $6",
         )
         .bind(&error.code)
         .bind(&error.message)
@@ -228,9 +253,10 @@ impl Store {
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
     }
 
     /// Marks a running job cancelled after its worker stopped it. Returns `false` when
@@ -240,37 +266,39 @@ impl Store {
         lease: &Lease,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, \
-             finished_at = ?1, updated_at = ?1 \
-             WHERE id = ?2 AND state = 'running' AND attempts = ?3 AND lease_owner = ?4",
+             finished_at = $1, updated_at = $1 \
+             WHERE id = $2 AND state = 'running' AND attempts = $3 AND lease_owner = $4",
         )
         .bind(to_millis(now))
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
     }
 
     /// Puts a running job back in the queue without counting the attempt, for a worker
     /// that stops because its process shuts down. Returns `false` when the lease was lost.
     pub async fn release(&self, lease: &Lease, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let result = sqlx::query(
+        let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET \
              state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, \
-             finished_at = CASE WHEN cancel_requested = 1 THEN ?1 ELSE NULL END, \
-             attempts = attempts - 1, steps_done = 0, run_after = ?1, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1 \
-             WHERE id = ?2 AND state = 'running' AND attempts = ?3 AND lease_owner = ?4",
+             finished_at = CASE WHEN cancel_requested = 1 THEN $1 ELSE NULL END, \
+             attempts = attempts - 1, steps_done = 0, run_after = $1, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND state = 'running' AND attempts = $3 AND lease_owner = $4",
         )
         .bind(to_millis(now))
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
     }
 }

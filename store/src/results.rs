@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use uuid::Uuid;
 
@@ -21,13 +23,30 @@ pub struct ResultStore {
 }
 
 impl ResultStore {
-    /// Opens the store behind `url`; this build supports `file:///ABSOLUTE/PATH`.
+    /// Opens the store behind `url`: `file:///ABSOLUTE/PATH`, or `s3://BUCKET/PREFIX`
+    /// on AWS or any S3-compatible server. The S3 settings come from the standard
+    /// environment variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_REGION`, and for other servers `AWS_ENDPOINT` with `AWS_ALLOW_HTTP=true`
+    /// when it is plain HTTP. Requests are path-style unless
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`.
     pub fn open(url: &str) -> Result<ResultStore, StoreError> {
+        ResultStore::open_with_options(url, std::iter::empty::<(String, String)>())
+    }
+
+    /// Like [`ResultStore::open`], with S3 settings given as `object_store` keys (for
+    /// example `aws_endpoint`, `aws_allow_http`) that override the environment.
+    pub fn open_with_options(
+        url: &str,
+        options: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ResultStore, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return open_s3(url, rest, options);
+        }
         let Some(root) = url.strip_prefix("file://") else {
             return Err(StoreError::UnsupportedUrl {
                 setting: "results",
                 url: url.to_owned(),
-                supported: "file:///ABSOLUTE/PATH",
+                supported: "file:///ABSOLUTE/PATH, s3://BUCKET/PREFIX",
             });
         };
         std::fs::create_dir_all(root).map_err(|source| StoreError::CreateDir {
@@ -101,4 +120,37 @@ impl ResultStore {
         self.inner.list_with_delimiter(None).await?;
         Ok(())
     }
+}
+
+fn open_s3(
+    url: &str,
+    rest: &str,
+    options: impl IntoIterator<Item = (String, String)>,
+) -> Result<ResultStore, StoreError> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(StoreError::UnsupportedUrl {
+            setting: "results",
+            url: url.to_owned(),
+            supported: "s3://BUCKET/PREFIX with a bucket name",
+        });
+    }
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        // S3-compatible servers ignore the region but sign with it; AWS's own default.
+        builder = builder.with_region("us-east-1");
+    }
+    for (key, value) in options {
+        let key = key.parse::<AmazonS3ConfigKey>()?;
+        builder = builder.with_config(key, value);
+    }
+    let s3 = builder.build()?;
+    let prefix = prefix.trim_matches('/');
+    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        Arc::new(s3)
+    } else {
+        Arc::new(PrefixStore::new(s3, prefix))
+    };
+    Ok(ResultStore::from_object_store(store))
 }

@@ -1,4 +1,9 @@
-//! Store behaviour against a real SQLite file and a local object store.
+//! Store behaviour against a real SQLite file and a real PostgreSQL database, each with
+//! a local object store. Every scenario runs once per backend (modules `sqlite` and
+//! `postgres`).
+
+#[path = "support/postgres.rs"]
+mod postgres_support;
 
 use std::time::Duration;
 
@@ -11,10 +16,68 @@ use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
 
-async fn open_store(dir: &tempfile::TempDir) -> Store {
-    Store::open(&StoreConfig::embedded(dir.path()))
-        .await
-        .expect("open store")
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store on one backend, with the directory of its result objects.
+struct Fixture {
+    store: Store,
+    dir: tempfile::TempDir,
+    config: StoreConfig,
+    _database: Option<postgres_support::TestDatabase>,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::embedded(dir.path());
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let database = postgres_support::TestDatabase::create().await;
+                config.database_url = database.url.clone();
+                Some(database)
+            }
+        };
+        let store = Store::open(&config).await.expect("open store");
+        Fixture {
+            store,
+            dir,
+            config,
+            _database: database,
+        }
+    }
+
+    /// Closes the store and opens the same backend again.
+    async fn reopen(&mut self) {
+        self.store.close().await;
+        self.store = Store::open(&self.config).await.expect("reopen store");
+    }
+}
+
+/// Runs each listed scenario once on SQLite and once on Postgres.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
 }
 
 fn t0() -> DateTime<Utc> {
@@ -42,10 +105,9 @@ fn worker(name: &str) -> WorkerIdentity {
     }
 }
 
-#[tokio::test]
-async fn submit_and_read_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn submit_and_read_back(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let submitted = store.submit(new_job(0), 10, t0()).await.unwrap();
     let Submission::Created(job) = submitted else {
         panic!("expected a new job, got {submitted:?}");
@@ -57,24 +119,23 @@ async fn submit_and_read_back() {
     assert_eq!(read.request["dataset"], "storm-1996");
 }
 
-#[tokio::test]
-async fn state_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = {
-        let store = open_store(&dir).await;
-        let job = store.submit(new_job(0), 10, t0()).await.unwrap();
-        store.close().await;
-        job.job().id
-    };
-    let store = open_store(&dir).await;
-    let job = store.job(id).await.unwrap().expect("job survives a reopen");
+async fn state_survives_reopen(backend: Backend) {
+    let mut fx = Fixture::new(backend).await;
+    let job = fx.store.submit(new_job(0), 10, t0()).await.unwrap();
+    let id = job.job().id;
+    fx.reopen().await;
+    let job = fx
+        .store
+        .job(id)
+        .await
+        .unwrap()
+        .expect("job survives a reopen");
     assert_eq!(job.state, JobState::Queued);
 }
 
-#[tokio::test]
-async fn idempotency_same_body_and_conflict() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn idempotency_same_body_and_conflict(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let keyed = |hash: &str| NewJob {
         idempotency: Some(Idempotency {
             key: "k1".to_owned(),
@@ -94,10 +155,9 @@ async fn idempotency_same_body_and_conflict() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_idempotent_submissions_create_one_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn concurrent_idempotent_submissions_create_one_job(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
@@ -133,10 +193,9 @@ async fn concurrent_idempotent_submissions_create_one_job() {
     assert_eq!(page.jobs.len(), 1);
 }
 
-#[tokio::test]
-async fn queue_full_rejects_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn queue_full_rejects_and_stores_nothing(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     store.submit(new_job(0), 2, t0()).await.unwrap();
     store.submit(new_job(0), 2, t0()).await.unwrap();
     let full = store.submit(new_job(0), 2, t0()).await;
@@ -153,10 +212,9 @@ async fn queue_full_rejects_and_stores_nothing() {
     assert_eq!(store.queue_depth().await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn pagination_while_inserting_neither_skips_nor_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn pagination_while_inserting_neither_skips_nor_repeats(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     for _ in 0..5 {
         store.submit(new_job(0), 1000, t0()).await.unwrap();
     }
@@ -193,10 +251,9 @@ async fn pagination_while_inserting_neither_skips_nor_repeats() {
     assert_eq!(seen, all_ids, "paging must return every job once, in order");
 }
 
-#[tokio::test]
-async fn claim_order_priority_then_fifo() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn claim_order_priority_then_fifo(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let low = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let high = store.submit(new_job(5), 10, t0()).await.unwrap().job().id;
     let low2 = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
@@ -207,10 +264,9 @@ async fn claim_order_priority_then_fifo() {
     assert_eq!(order, vec![high, low, low2]);
 }
 
-#[tokio::test]
-async fn expired_lease_fences_old_owner() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn expired_lease_fences_old_owner(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let first = store
         .claim(&worker("a"), LEASE, t0())
@@ -258,10 +314,9 @@ async fn expired_lease_fences_old_owner() {
     assert_eq!(job.steps_done, job.steps_total);
 }
 
-#[tokio::test]
-async fn heartbeat_extends_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn heartbeat_extends_lease(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     store.submit(new_job(0), 10, t0()).await.unwrap();
     let lease = store
         .claim(&worker("a"), LEASE, t0())
@@ -290,10 +345,9 @@ async fn heartbeat_extends_lease() {
     assert_eq!(job.steps_done, 1);
 }
 
-#[tokio::test]
-async fn exhausted_expired_job_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn exhausted_expired_job_fails(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     store
         .claim(&worker("a"), LEASE, t0())
@@ -321,10 +375,9 @@ async fn exhausted_expired_job_fails() {
     );
 }
 
-#[tokio::test]
-async fn retry_waits_for_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn retry_waits_for_backoff(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let lease = store
         .claim(&worker("a"), LEASE, t0())
@@ -358,10 +411,9 @@ async fn retry_waits_for_backoff() {
     assert_eq!(again.job.error, Some(error));
 }
 
-#[tokio::test]
-async fn cancel_queued_job_never_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn cancel_queued_job_never_starts(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let outcome = store.cancel(id, t0()).await.unwrap();
     assert!(
@@ -386,10 +438,9 @@ async fn cancel_queued_job_never_starts() {
     );
 }
 
-#[tokio::test]
-async fn cancel_running_job_reaches_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn cancel_running_job_reaches_worker(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let lease = store
         .claim(&worker("a"), LEASE, t0())
@@ -415,10 +466,9 @@ async fn cancel_running_job_reaches_worker() {
     );
 }
 
-#[tokio::test]
-async fn cancel_finished_job_is_invalid() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn cancel_finished_job_is_invalid(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let lease = store
         .claim(&worker("a"), LEASE, t0())
@@ -433,10 +483,9 @@ async fn cancel_finished_job_is_invalid() {
     );
 }
 
-#[tokio::test]
-async fn result_objects_per_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn result_objects_per_attempt(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = uuid::Uuid::now_v7();
     let first = ResultStore::result_key(id, 1);
     let second = ResultStore::result_key(id, 2);
@@ -463,24 +512,31 @@ async fn result_objects_per_attempt() {
         store.results().get(&second).await.unwrap(),
         "two".as_bytes()
     );
-    assert!(dir.path().join("objects").join(&second).is_file());
+    assert!(fx.dir.path().join("objects").join(&second).is_file());
 }
 
 #[tokio::test]
 async fn unsupported_urls_name_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::embedded(dir.path());
-    config.database_url = "postgres://localhost/gridcast".to_owned();
-    let err = Store::open(&config).await.unwrap_err();
-    assert!(err.to_string().contains("database URL"), "{err}");
-    let err = ResultStore::open("s3://bucket/results").unwrap_err();
+    config.database_url = "mysql://gridcast:hunter2@localhost/gridcast".to_owned();
+    let err = Store::open(&config).await.unwrap_err().to_string();
+    assert!(err.contains("database URL"), "{err}");
+    assert!(
+        err.contains("postgres://"),
+        "the message names the supported schemes: {err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password leaks into the message: {err}"
+    );
+    let err = ResultStore::open("ftp://host/results").unwrap_err();
     assert!(err.to_string().contains("results URL"), "{err}");
 }
 
-#[tokio::test]
-async fn counts_cover_every_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn counts_cover_every_state(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     store.submit(new_job(0), 10, t0()).await.unwrap();
     let counts = store.count_by_state().await.unwrap();
     assert_eq!(counts.len(), 5);
@@ -488,10 +544,9 @@ async fn counts_cover_every_state() {
     assert!(counts.contains(&(JobState::Running, 0)));
 }
 
-#[tokio::test]
-async fn release_returns_job_uncounted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn release_returns_job_uncounted(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let id = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
     let lease = store
         .claim(&worker("a"), LEASE, t0())
@@ -510,10 +565,9 @@ async fn release_returns_job_uncounted() {
     assert_eq!(again.attempt, 1);
 }
 
-#[tokio::test]
-async fn submit_wakes_idle_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn submit_wakes_idle_worker(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
     let waiting = store.clone();
     let worker = tokio::spawn(async move { waiting.job_submitted().await });
     store.submit(new_job(0), 10, t0()).await.unwrap();
@@ -525,3 +579,58 @@ async fn submit_wakes_idle_worker() {
         "the waiting worker was not woken by the submission"
     );
 }
+
+/// Eight workers claim from one queue at once: every job is claimed exactly once. On
+/// Postgres this is what `FOR UPDATE SKIP LOCKED` guarantees across connections.
+async fn concurrent_claims_take_each_job_once(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
+    let mut submitted = Vec::new();
+    for _ in 0..40 {
+        submitted.push(store.submit(new_job(0), 100, t0()).await.unwrap().job().id);
+    }
+    let mut claimers = Vec::new();
+    for n in 0..8 {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            while let Some(lease) = store
+                .claim(&worker(&format!("w{n}")), LEASE, t0())
+                .await
+                .unwrap()
+            {
+                claimed.push(lease.job_id());
+            }
+            claimed
+        }));
+    }
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    claimed.sort();
+    submitted.sort();
+    assert_eq!(claimed, submitted, "each job claimed once, none missed");
+}
+
+on_both_backends!(
+    concurrent_claims_take_each_job_once,
+    submit_and_read_back,
+    state_survives_reopen,
+    idempotency_same_body_and_conflict,
+    concurrent_idempotent_submissions_create_one_job,
+    queue_full_rejects_and_stores_nothing,
+    pagination_while_inserting_neither_skips_nor_repeats,
+    claim_order_priority_then_fifo,
+    expired_lease_fences_old_owner,
+    heartbeat_extends_lease,
+    exhausted_expired_job_fails,
+    retry_waits_for_backoff,
+    cancel_queued_job_never_starts,
+    cancel_running_job_reaches_worker,
+    cancel_finished_job_is_invalid,
+    result_objects_per_attempt,
+    counts_cover_every_state,
+    release_returns_job_uncounted,
+    submit_wakes_idle_worker,
+);
