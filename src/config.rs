@@ -84,6 +84,10 @@ pub struct ServiceArgs {
     /// a run midway. Leave unset in production.
     #[arg(long, env = "GRIDCAST_STEP_DELAY_SECS", hide = true)]
     pub step_delay_secs: Option<f64>,
+    /// Seconds a process may take after SIGTERM to hand back running jobs and stop
+    /// [default: 30].
+    #[arg(long, env = "GRIDCAST_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<f64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -110,6 +114,7 @@ pub struct FileSettings {
     pub log_format: Option<String>,
     pub schedules: Option<PathBuf>,
     pub step_delay_secs: Option<f64>,
+    pub shutdown_grace_secs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +146,7 @@ pub struct ServiceConfig {
     pub log_format: LogFormat,
     pub schedules: Option<PathBuf>,
     pub step_delay: Option<Duration>,
+    pub shutdown_grace: Duration,
 }
 
 /// Reads a `--config` file.
@@ -203,6 +209,10 @@ impl ServiceArgs {
                 .step_delay_secs
                 .or(file.step_delay_secs)
                 .or(base.step_delay_secs),
+            shutdown_grace_secs: self
+                .shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .or(base.shutdown_grace_secs),
         };
         merged.validate()
     }
@@ -288,6 +298,10 @@ impl FileSettings {
                 .step_delay_secs
                 .map(|value| seconds("step_delay_secs", value))
                 .transpose()?,
+            shutdown_grace: seconds(
+                "shutdown_grace_secs",
+                self.shutdown_grace_secs.unwrap_or(30.0),
+            )?,
         })
     }
 }

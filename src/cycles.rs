@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 // this file, uses the rest.
 pub use metrics::CycleMetrics;
 #[allow(unused_imports)]
-pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome};
+pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome, spawn_outcome_sweeper};
 #[allow(unused_imports)]
 pub use submitter::{StoreSubmitter, SubmitLimits, scheduler_state};
 pub use verifier::EngineVerifier;

@@ -26,6 +26,14 @@ enum Command {
     Inspect(cli::inspect::Args),
     /// Run the embedded service: API, queue, workers and scheduler in one process.
     Serve(cli::serve::Args),
+    /// Run only the HTTP API (distributed mode; same settings as serve).
+    Api(cli::serve::Args),
+    /// Run only job workers (distributed mode; same settings as serve).
+    Worker(cli::serve::Args),
+    /// Run only the forecast-cycle scheduler and ReasoningBank (distributed mode).
+    Scheduler(cli::serve::Args),
+    /// Apply the job store's database migrations and exit.
+    Migrate(cli::serve::Args),
     /// Run the batch of forecast jobs a TOML file describes through an embedded service.
     Run(cli::run::Args),
     /// Submit a forecast job to a running server.
@@ -61,6 +69,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Evaluate(args) => cli::evaluate::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Api(args) => cli::serve::run_roles(args, cli::serve::Roles::API),
+        Command::Worker(args) => cli::serve::run_roles(args, cli::serve::Roles::WORKER),
+        Command::Scheduler(args) => cli::serve::run_roles(args, cli::serve::Roles::SCHEDULER),
+        Command::Migrate(args) => cli::serve::migrate(args),
         Command::Run(args) => cli::run::run(args),
         Command::Submit(args) => cli::client::submit(args),
         Command::Status(args) => cli::client::status(args),

@@ -1,17 +1,42 @@
-//! End to end through the real binary: `serve` on a loopback port, a storm-1996 job over
-//! HTTP, and its result compared byte for byte with `gridcast forecast`.
+//! End to end through the real binary: a storm-1996 job over HTTP, and its result
+//! compared byte for byte with `gridcast forecast`. Runs in both configurations: the
+//! embedded `serve` process, and separate `api`, `worker` and `scheduler` processes on
+//! PostgreSQL and an S3-compatible server.
 
+mod deployment_support;
 mod service_support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use service_support::{Server, poll_job, repo_root, submit_storm_job};
+use deployment_support::Deployment;
+use service_support::{poll_job, repo_root, submit_storm_job};
 
 #[tokio::test]
-async fn served_result_equals_forecast_command() {
+async fn embedded_result_equals_forecast_command() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("service"), &[]);
+    let deployment = Deployment::embedded(&dir.path().join("service"), &[]);
+    served_result_equals_forecast_command(&deployment, dir.path()).await;
+}
+
+#[tokio::test]
+async fn distributed_result_equals_forecast_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = Deployment::distributed(&dir.path().join("service"), 1, &[]).await;
+    served_result_equals_forecast_command(&deployment, dir.path()).await;
+    let scheduler = deployment.scheduler.as_ref().expect("scheduler process");
+    let client = reqwest::Client::new();
+    for server in [scheduler, &deployment.workers[0]] {
+        let health = client.get(server.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200, "{} /health", server.base);
+        let metrics = client.get(server.url("/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 200, "{} /metrics", server.base);
+    }
+}
+
+async fn served_result_equals_forecast_command(deployment: &Deployment, dir: &Path) {
+    let server = &deployment.api;
     let client = reqwest::Client::new();
 
     let health = client.get(server.url("/health")).send().await.unwrap();
@@ -19,14 +44,20 @@ async fn served_result_equals_forecast_command() {
     let ready = client.get(server.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let id = submit_storm_job(&client, &server).await;
-    let done = poll_job(&client, &server, &id, Duration::from_secs(60), |job| {
+    let id = submit_storm_job(&client, server).await;
+    let done = poll_job(&client, server, &id, Duration::from_secs(60), |job| {
         job["state"] != "queued" && job["state"] != "running"
     })
     .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"]["steps_done"], 4);
     assert_eq!(done["attempts"], 1);
+
+    assert_eq!(
+        deployment.result_keys(&id).await,
+        vec![format!("results/{id}/attempt-1/forecast.nc")],
+        "one stored result object"
+    );
 
     let result = client
         .get(server.url(&format!("/v1/jobs/{id}/result")))
@@ -37,7 +68,7 @@ async fn served_result_equals_forecast_command() {
     assert_eq!(result.headers()["content-type"], "application/x-netcdf");
     let served = result.bytes().await.unwrap();
 
-    let local = dir.path().join("local.nc");
+    let local = dir.join("local.nc");
     let root = repo_root();
     let status = Command::new(env!("CARGO_BIN_EXE_gridcast"))
         .arg("forecast")

@@ -23,9 +23,20 @@ impl Server {
     /// Starts `gridcast serve` on a free loopback port with `extra` flags and waits for
     /// the line that contains the bound address.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_role("serve", data_dir, extra, &[])
+    }
+
+    /// Starts `gridcast ROLE` (`serve`, `api`, `worker` or `scheduler`) like
+    /// [`Server::start`], with extra environment variables.
+    pub fn start_role(
+        role: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let root = repo_root();
         let mut child = Command::new(env!("CARGO_BIN_EXE_gridcast"))
-            .arg("serve")
+            .arg(role)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -34,16 +45,20 @@ impl Server {
             .arg("--model-root")
             .arg(root.join("models"))
             .args(extra)
+            .envs(
+                env.iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start gridcast serve");
+            .unwrap_or_else(|err| panic!("start gridcast {role}: {err}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
             .next()
-            .expect("serve printed nothing")
+            .unwrap_or_else(|| panic!("gridcast {role} printed nothing"))
             .expect("read serve output");
         let base = line
             .strip_prefix("gridcast listening on ")

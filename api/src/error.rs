@@ -45,6 +45,11 @@ impl ApiError {
         }
     }
 
+    pub fn with_retry_after(mut self, wait: Duration) -> ApiError {
+        self.retry_after = Some(wait);
+        self
+    }
+
     pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
         self.field = Some(field.into());
         self
@@ -117,7 +122,21 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_state", error.to_string())
             }
+            // The database or object store is unreachable: a condition the client can
+            // wait out, not a bug. Nothing was written (each write is one statement).
+            StoreError::Database(_) | StoreError::ObjectStore(_) => {
+                tracing::warn!(error = %error, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the job store is unavailable; nothing was changed, retry later",
+                )
+                .with_retry_after(STORE_RETRY_AFTER)
+            }
             _ => ApiError::internal(&error),
         }
     }
 }
+
+/// `Retry-After` for a store outage: long enough not to hammer a restarting database.
+const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);

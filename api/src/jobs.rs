@@ -194,9 +194,10 @@ pub(crate) async fn submit(
         max_attempts: state.config.max_attempts,
         idempotency,
     };
+    let now = state.store.now().await?;
     let submission = state
         .store
-        .submit(new, state.config.max_queue_depth, Utc::now())
+        .submit(new, state.config.max_queue_depth, now)
         .await
         .map_err(|err| {
             let mut error = ApiError::from(err);
@@ -278,9 +279,10 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
+    let now = state.store.now().await?;
     let outcome = state
         .store
-        .cancel(id, Utc::now())
+        .cancel(id, now)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))?;
     let (status, job) = match outcome {

@@ -95,6 +95,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `/health`, `/ready` and `/metrics` alone, for worker and scheduler processes that
+/// serve no v1 API but are probed and scraped like the API.
+pub fn operations_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .route("/metrics", get(system::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
+        .with_state(state)
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}; see /openapi.json", uri.path()))
 }

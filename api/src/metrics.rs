@@ -6,7 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::AppState;
@@ -18,6 +18,10 @@ pub struct ApiMetrics {
     pub request_seconds: HistogramVec,
     pub jobs: IntGaugeVec,
     pub queue_depth: IntGauge,
+    /// Age of the oldest queued job in seconds, 0 when the queue is empty.
+    pub oldest_queued_age: Gauge,
+    /// 1 when the last scrape could read the job store, else 0.
+    pub database_up: IntGauge,
 }
 
 impl ApiMetrics {
@@ -45,6 +49,16 @@ impl ApiMetrics {
             "gridcast_queue_depth_jobs",
             "Queued jobs, including retries waiting for their backoff",
         )?;
+        let oldest_queued_age = Gauge::new(
+            "gridcast_queue_oldest_queued_age_seconds",
+            "Seconds since the oldest queued job was submitted, 0 when none is queued",
+        )?;
+        let database_up = IntGauge::new(
+            "gridcast_database_up",
+            "1 when the job store answered the last scrape, 0 when it did not",
+        )?;
+        registry.register(Box::new(oldest_queued_age.clone()))?;
+        registry.register(Box::new(database_up.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
@@ -54,6 +68,8 @@ impl ApiMetrics {
             request_seconds,
             jobs,
             queue_depth,
+            oldest_queued_age,
+            database_up,
         })
     }
 }

@@ -67,7 +67,29 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: refreshes the job gauges from the store, then encodes every series.
+/// With the store unreachable it still answers, with `gridcast_database_up` 0 and the
+/// job gauges as last read, so the outage itself is visible to Prometheus.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match refresh_store_gauges(&state).await {
+        Ok(()) => state.metrics.database_up.set(1),
+        Err(err) => {
+            tracing::warn!(error = %err, "metrics scrape could not read the job store");
+            state.metrics.database_up.set(0);
+        }
+    }
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    encoder
+        .encode(&state.registry.gather(), &mut buffer)
+        .map_err(|err| ApiError::internal(&err))?;
+    Ok((
+        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+        buffer,
+    )
+        .into_response())
+}
+
+async fn refresh_store_gauges(state: &AppState) -> Result<(), gridcast_store::StoreError> {
     for (job_state, count) in state.store.count_by_state().await? {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         state
@@ -81,14 +103,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         .metrics
         .queue_depth
         .set(i64::try_from(depth).unwrap_or(i64::MAX));
-    let mut buffer = Vec::new();
-    let encoder = TextEncoder::new();
-    encoder
-        .encode(&state.registry.gather(), &mut buffer)
-        .map_err(|err| ApiError::internal(&err))?;
-    Ok((
-        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-        buffer,
-    )
-        .into_response())
+    let age = match state.store.oldest_queued_at().await? {
+        Some(submitted) => (state.store.now().await? - submitted)
+            .as_seconds_f64()
+            .max(0.0),
+        None => 0.0,
+    };
+    state.metrics.oldest_queued_age.set(age);
+    Ok(())
 }

@@ -1,5 +1,10 @@
 //! `gridcast serve`: the embedded service. HTTP API, durable queue and job workers in
 //! one process on one data directory, with no external services.
+//!
+//! `gridcast api`, `gridcast worker` and `gridcast scheduler` start one role each, for
+//! the distributed mode on a shared Postgres database and S3 bucket. Every role serves
+//! `/health` and `/metrics`; the API serves the whole v1 API, the scheduler its
+//! schedule routes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use gridcast_engine::{Catalog, RequestLimits};
 use gridcast_scheduler::SchedulerConfig;
 use gridcast_store::{Store, StoreConfig};
 use gridcast_worker::{
-    EngineRunner, FinishedHook, RetryPolicy, Worker, WorkerConfig, WorkerMetrics,
+    EngineRunner, FinishedHook, RetryPolicy, StoreClock, Worker, WorkerConfig, WorkerMetrics,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,16 +30,94 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    run_roles(args, Roles::ALL)
+}
+
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub workers: bool,
+    pub scheduler: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        api: true,
+        workers: true,
+        scheduler: true,
+    };
+    pub const API: Roles = Roles {
+        api: true,
+        workers: false,
+        scheduler: false,
+    };
+    pub const WORKER: Roles = Roles {
+        api: false,
+        workers: true,
+        scheduler: false,
+    };
+    pub const SCHEDULER: Roles = Roles {
+        api: false,
+        workers: false,
+        scheduler: true,
+    };
+
+    fn name(self) -> &'static str {
+        match (self.api, self.workers, self.scheduler) {
+            (true, true, true) => "service",
+            (true, false, false) => "api",
+            (false, true, false) => "worker",
+            (false, false, true) => "scheduler",
+            _ => "partial service",
+        }
+    }
+}
+
+/// Runs `roles` until SIGINT or SIGTERM, then shuts down gracefully.
+pub fn run_roles(args: Args, roles: Roles) -> anyhow::Result<()> {
     let config = args.service.resolve(FileSettings::default())?;
     init_tracing(config.log_format, "info");
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(async {
-        let service = start(&config).await?;
+        let service = start_roles(&config, roles).await?;
         // Scripts and tests read the bound address from this line.
         println!("gridcast listening on http://{}", service.addr);
         shutdown_signal().await;
-        tracing::info!("shutdown signal received");
-        service.shutdown().await;
+        tracing::info!(
+            grace_secs = config.shutdown_grace.as_secs(),
+            "shutdown signal received"
+        );
+        let grace = config.shutdown_grace;
+        if tokio::time::timeout(grace, service.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace period ran out; exiting with work in flight (its leases \
+                 expire and other workers take the jobs over)"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `gridcast migrate`: applies the database migrations this build carries, then exits.
+pub fn migrate(args: Args) -> anyhow::Result<()> {
+    let config = args.service.resolve(FileSettings::default())?;
+    init_tracing(config.log_format, "info");
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&store_config(&config))
+            .await
+            .context("failed to migrate the job store")?;
+        println!(
+            "migrations applied to {} database {}",
+            store.backend(),
+            gridcast_store::redact_url(&config.database_url)
+        );
+        store.close().await;
         Ok(())
     })
 }
@@ -79,25 +162,50 @@ impl RunningService {
     }
 }
 
-/// Opens storage and catalog, binds the listener and starts server and workers.
-pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
-    let store_config = StoreConfig {
+fn store_config(config: &ServiceConfig) -> StoreConfig {
+    let postgres = config.database_url.starts_with("postgres");
+    StoreConfig {
         database_url: config.database_url.clone(),
         results_url: config.results_url.clone(),
-        // One connection: SQLite allows one writer at a time, and sqlx's pool queues
-        // requests in order, while competing connections retry on a busy timeout with
-        // growing sleeps. Measured with benches/api_submit.sh: p99 19 ms with one
+        // SQLite: one connection. SQLite allows one writer at a time, and sqlx's pool
+        // queues requests in order, while competing connections retry on a busy timeout
+        // with growing sleeps. Measured with benches/api_submit.sh: p99 19 ms with one
         // connection against 530 ms with eight, at 1,224 against 1,411 requests/s.
-        max_connections: 1,
-    };
-    let store = Store::open(&store_config)
+        // Postgres: a connection per worker plus room for API requests.
+        max_connections: if postgres {
+            u32::try_from(config.workers)
+                .unwrap_or(u32::MAX)
+                .saturating_add(8)
+        } else {
+            1
+        },
+    }
+}
+
+/// Opens storage and catalog, binds the listener and starts server and workers.
+pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
+    start_roles(config, Roles::ALL).await
+}
+
+/// Opens storage and catalog, binds the listener and starts the parts `roles` names.
+pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result<RunningService> {
+    // Scratch files and the ReasoningBank live here even when the database and results
+    // are remote.
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&store_config(config))
         .await
         .context("failed to open the job store")?;
-    remove_stale_scratch(&config.data_dir.join("scratch"), config.lease);
+    let device = resolve_device(&config.device)?;
+    if roles.workers {
+        remove_stale_scratch(&config.data_dir.join("scratch"), config.lease);
+    }
     let catalog = open_catalog(config).await?;
     let registry = prometheus::Registry::new();
-    let worker_metrics =
-        WorkerMetrics::register(&registry).context("failed to register worker metrics")?;
     let mut state = app_state(config, &store, &catalog, registry)?;
     let request_limits = state.config.request_limits;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -107,6 +215,137 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         .local_addr()
         .context("failed to read the bound address")?;
     let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let cycles = if roles.scheduler {
+        let (cycles, cycle_tasks) =
+            start_scheduler(config, &store, &catalog, request_limits, &shutdown).await?;
+        state.bank = Some(cycles.bank.clone());
+        let cycle_metrics = cycles::CycleMetrics::register(&state.registry)
+            .context("failed to register scheduler and ReasoningBank metrics")?;
+        tasks.extend(cycle_tasks);
+        tasks.push(cycle_metrics.spawn(cycles.clone(), shutdown.clone()));
+        if !roles.workers {
+            // Workers elsewhere cannot reach this process's bank file, so the scheduler
+            // records their finished jobs from the shared store instead.
+            tasks.push(cycles::spawn_outcome_sweeper(
+                cycles.bank.clone(),
+                catalog.clone(),
+                store.clone(),
+                request_limits,
+                shutdown.clone(),
+            ));
+        }
+        Some(cycles)
+    } else {
+        None
+    };
+    if roles.workers {
+        let worker_metrics = WorkerMetrics::register(&state.registry)
+            .context("failed to register worker metrics")?;
+        if device.fell_back_from.is_some() {
+            // One count per worker loop that runs on the CPU instead.
+            for _ in 0..config.workers {
+                worker_metrics.count_device_fallback();
+            }
+        }
+        let clock = Arc::new(
+            StoreClock::new(store.clone())
+                .await
+                .context("failed to read the job store's clock")?,
+        );
+        let on_finished = cycles
+            .as_ref()
+            .map(|cycles| outcome_hook(cycles, &catalog, &store, request_limits));
+        let runner = Arc::new(EngineRunner::new(catalog.clone(), request_limits));
+        for index in 0..config.workers {
+            let mut worker = Worker::new(
+                store.clone(),
+                runner.clone(),
+                worker_config(config, &device.name, index),
+            )
+            .with_metrics(worker_metrics.clone())
+            .with_clock(clock.clone());
+            if let Some(hook) = &on_finished {
+                worker = worker.with_on_finished(hook.clone());
+            }
+            tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+        }
+    }
+    let schedule_routes = cycles.as_ref().map(cycles::routes).unwrap_or_default();
+    let app = if roles.api {
+        gridcast_api::router(state).merge(schedule_routes)
+    } else {
+        operations_router(state).merge(schedule_routes)
+    };
+    tasks.push(spawn_server(listener, app, shutdown.clone()));
+    tracing::info!(
+        %addr,
+        role = roles.name(),
+        workers = if roles.workers { config.workers } else { 0 },
+        database = store.backend(),
+        results = %config.results_url,
+        data_dir = %config.data_dir.display(),
+        "service started"
+    );
+    Ok(RunningService {
+        addr,
+        store,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The device workers compute on, and the device asked for when that was not possible.
+struct ResolvedDevice {
+    name: String,
+    fell_back_from: Option<String>,
+}
+
+/// Checks `--device` and picks what this build can run: `cpu`, or for `auto`, `cuda`
+/// and `cuda:N` the CPU with a warning, because this build carries no CUDA kernels.
+fn resolve_device(requested: &str) -> anyhow::Result<ResolvedDevice> {
+    let is_cuda = requested == "cuda"
+        || requested
+            .strip_prefix("cuda:")
+            .is_some_and(|index| index.parse::<u32>().is_ok());
+    match requested {
+        "cpu" => Ok(ResolvedDevice {
+            name: "cpu".to_owned(),
+            fell_back_from: None,
+        }),
+        "auto" => Ok(ResolvedDevice {
+            name: "cpu".to_owned(),
+            fell_back_from: None,
+        }),
+        _ if is_cuda => {
+            tracing::warn!(
+                requested,
+                "this build has no CUDA support; workers run on the CPU \
+                 (counted in gridcast_device_fallbacks_total)"
+            );
+            Ok(ResolvedDevice {
+                name: "cpu".to_owned(),
+                fell_back_from: Some(requested.to_owned()),
+            })
+        }
+        other => anyhow::bail!(
+            "--device `{other}` is not a device: use cpu, auto, cuda or cuda:N (for example cuda:0)"
+        ),
+    }
+}
+
+/// `/health`, `/ready` and `/metrics` for processes without the v1 API.
+fn operations_router(state: AppState) -> axum::Router {
+    gridcast_api::operations_router(state)
+}
+
+async fn start_scheduler(
+    config: &ServiceConfig,
+    store: &Store,
+    catalog: &Arc<Catalog>,
+    request_limits: RequestLimits,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Cycles, Vec<JoinHandle<()>>)> {
     let cycles_config = CyclesConfig {
         bank_path: config.data_dir.join("bank.sqlite"),
         schedules_toml: config.schedules.clone(),
@@ -118,36 +357,9 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
         },
         verify: true,
     };
-    let (cycles, cycle_tasks) =
-        cycles::start_cycles(&store, catalog.clone(), &cycles_config, shutdown.clone())
-            .await
-            .context("failed to start the forecast-cycle scheduler")?;
-    state.bank = Some(cycles.bank.clone());
-    let cycle_metrics = cycles::CycleMetrics::register(&state.registry)
-        .context("failed to register scheduler and ReasoningBank metrics")?;
-    let mut tasks = vec![spawn_server(
-        listener,
-        state,
-        cycles::routes(&cycles),
-        shutdown.clone(),
-    )];
-    let on_finished = outcome_hook(&cycles, &catalog, &store, request_limits);
-    let runner = Arc::new(EngineRunner::new(catalog, request_limits));
-    for index in 0..config.workers {
-        let worker = Worker::new(store.clone(), runner.clone(), worker_config(config, index))
-            .with_metrics(worker_metrics.clone())
-            .with_on_finished(on_finished.clone());
-        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
-    }
-    tasks.extend(cycle_tasks);
-    tasks.push(cycle_metrics.spawn(cycles.clone(), shutdown.clone()));
-    tracing::info!(%addr, workers = config.workers, data_dir = %config.data_dir.display(), "service started");
-    Ok(RunningService {
-        addr,
-        store,
-        shutdown,
-        tasks,
-    })
+    cycles::start_cycles(store, catalog.clone(), &cycles_config, shutdown.clone())
+        .await
+        .context("failed to start the forecast-cycle scheduler")
 }
 
 /// Builds the API state: submission limits from `config`, HTTP metrics in `registry`.
@@ -241,12 +453,9 @@ async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
 
 fn spawn_server(
     listener: tokio::net::TcpListener,
-    state: AppState,
-    schedule_routes: axum::Router,
+    app: axum::Router,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    // Only the API router has a fallback, so merging the schedule routes is allowed.
-    let app = gridcast_api::router(state).merge(schedule_routes);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(err) = server.await {
@@ -255,13 +464,14 @@ fn spawn_server(
     })
 }
 
-fn worker_config(config: &ServiceConfig, index: usize) -> WorkerConfig {
-    // Process id plus a random suffix keep names unique across restarts, so a restarted
-    // process never mistakes a lease of its predecessor for its own.
+fn worker_config(config: &ServiceConfig, device: &str, index: usize) -> WorkerConfig {
+    // Host name, process id and a random suffix keep names unique across machines and
+    // restarts, so a restarted process never mistakes a lease of its predecessor for
+    // its own.
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     WorkerConfig {
-        name: format!("w{index}-{}-{suffix}", std::process::id()),
-        device: config.device.clone(),
+        name: format!("{}-{}-w{index}-{suffix}", host_name(), std::process::id()),
+        device: device.to_owned(),
         lease: config.lease,
         heartbeat: config.heartbeat,
         poll_interval: config.poll_interval,
@@ -272,6 +482,14 @@ fn worker_config(config: &ServiceConfig, index: usize) -> WorkerConfig {
         scratch_dir: config.data_dir.join("scratch"),
         step_delay: config.step_delay,
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
 }
 
 async fn shutdown_signal() {

@@ -188,3 +188,72 @@ fn find_cycle(bank: &Bank, job_id: &str) -> anyhow::Result<Option<(String, DateT
     }
     Ok(None)
 }
+
+/// How often the outcome sweeper looks for newly finished jobs.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Records the outcome of every finished job that the bank lacks, reading the shared
+/// store, until `shutdown`. A scheduler process runs it when the workers are other
+/// processes, which cannot reach its bank file. Jobs are read in `seq` order from a
+/// cursor that passes a job only once it is finished, so none is skipped; jobs the bank
+/// already holds are not recorded again.
+pub fn spawn_outcome_sweeper(
+    bank: std::sync::Arc<Bank>,
+    catalog: std::sync::Arc<Catalog>,
+    store: Store,
+    limits: RequestLimits,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut cursor: Option<i64> = None;
+        loop {
+            match sweep_outcomes(&bank, &catalog, &store, &limits, cursor).await {
+                Ok(next) => cursor = next,
+                Err(err) => tracing::warn!(error = %err, "recording finished jobs failed"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            }
+        }
+    })
+}
+
+/// One pass of the sweeper from `cursor`; returns the new cursor.
+async fn sweep_outcomes(
+    bank: &Bank,
+    catalog: &Catalog,
+    store: &Store,
+    limits: &RequestLimits,
+    mut cursor: Option<i64>,
+) -> anyhow::Result<Option<i64>> {
+    let mut after = cursor;
+    let mut passed_unfinished = false;
+    loop {
+        let page = store
+            .list(&gridcast_store::ListQuery {
+                state: None,
+                after_seq: after,
+                limit: 200,
+            })
+            .await?;
+        for job in &page.jobs {
+            if !job.state.is_final() {
+                passed_unfinished = true;
+                continue;
+            }
+            if bank.outcome(&job.id.to_string())?.is_none()
+                && let Err(err) = record_outcome(bank, catalog, limits, job)
+            {
+                tracing::warn!(job_id = %job.id, error = %err, "failed to record a job outcome");
+            }
+            if !passed_unfinished {
+                cursor = Some(job.seq);
+            }
+        }
+        match page.next_after_seq {
+            Some(next) => after = Some(next),
+            None => return Ok(cursor),
+        }
+    }
+}

@@ -250,6 +250,18 @@ impl Store {
         Ok(counts)
     }
 
+    /// Submission time of the oldest queued job, or `None` when the queue is empty.
+    pub async fn oldest_queued_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let millis: Option<i64> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM jobs WHERE state = 'queued'",
+        )
+        .fetch_one(pool)
+        .await?);
+        millis
+            .map(|millis| crate::job::from_millis("(oldest queued job)", millis))
+            .transpose()
+    }
+
     /// Number of queued jobs, including retries waiting for their backoff.
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
         let depth: i64 = on_db!(self, pool => sqlx::query_scalar(

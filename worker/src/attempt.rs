@@ -162,6 +162,10 @@ impl Worker {
                 result = &mut task => break result,
                 _ = ticker.tick() => {
                     let steps_done = shared.steps_done.load(Ordering::Relaxed);
+                    self.clock.sync().await;
+                    if let Some(metrics) = &self.metrics {
+                        metrics.mark_alive();
+                    }
                     let now = self.clock.now();
                     match self.store.heartbeat(lease, steps_done, self.config.lease, now).await {
                         Ok(Heartbeat::Held { cancel_requested: false }) => {}

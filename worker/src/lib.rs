@@ -29,6 +29,62 @@ pub use runner::{EngineRunner, ForecastRunner, error_code};
 /// Source of the current time, injected so tests can move time without sleeping.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Brings the clock in line with its reference. The worker calls it before each
+    /// claim and heartbeat; clocks without a reference do nothing.
+    fn sync(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The store's clock (the Postgres server's, for a shared database), read as this
+/// machine's clock plus an offset that each [`Clock::sync`] measures again. Leases are
+/// then judged on one time base by workers whose own clocks disagree.
+#[derive(Debug)]
+pub struct StoreClock {
+    store: Store,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl StoreClock {
+    /// Creates the clock and measures its first offset.
+    pub async fn new(store: Store) -> Result<StoreClock, gridcast_store::StoreError> {
+        let clock = StoreClock {
+            store,
+            offset_ms: Default::default(),
+        };
+        clock.measure().await?;
+        Ok(clock)
+    }
+
+    async fn measure(&self) -> Result<(), gridcast_store::StoreError> {
+        let before = Utc::now();
+        let server = self.store.now().await?;
+        let after = Utc::now();
+        // The server read its clock somewhere in the round trip; assume the middle.
+        let local = before + (after - before) / 2;
+        let offset = (server - local).num_milliseconds();
+        self.offset_ms
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Clock for StoreClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = self.offset_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+
+    fn sync(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            // On failure the last offset stays; the store call that follows reports
+            // the outage itself.
+            if let Err(err) = self.measure().await {
+                tracing::debug!(error = %err, "reading the store clock failed");
+            }
+        })
+    }
 }
 
 /// The system clock.
@@ -145,6 +201,10 @@ impl Worker {
         &self,
         shutdown: &CancellationToken,
     ) -> Result<Option<AttemptOutcome>, gridcast_store::StoreError> {
+        self.clock.sync().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.mark_alive();
+        }
         let now = self.clock.now();
         let Some(lease) = self
             .store
