@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     run_roles(args, Roles::ALL)
 }
 
-/// Which parts of the service a process runs.
+/// The parts of the service one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
     pub api: bool,

@@ -21,7 +21,7 @@ pub use s3_support::S3Server;
 pub const BUCKET: &str = "gridcast-results";
 pub const RESULTS_URL: &str = "s3://gridcast-results/forecasts";
 
-/// A running gridcast deployment; `api` answers HTTP, `workers` run jobs.
+/// A running gridcast deployment: `api` serves HTTP, `workers` run jobs.
 pub struct Deployment {
     pub api: Server,
     pub workers: Vec<Server>,
@@ -55,14 +55,14 @@ impl Backends {
         (flags, self.s3.env())
     }
 
-    /// The result bucket, opened directly to inspect what the service stored.
+    /// Opens the result bucket directly, to inspect what the service stored.
     pub fn results(&self) -> ResultStore {
         ResultStore::open_with_options(RESULTS_URL, self.s3.options()).expect("open S3 results")
     }
 }
 
 impl Deployment {
-    /// One `gridcast serve` process on `data_dir`.
+    /// Starts one `gridcast serve` process on `data_dir`.
     pub fn embedded(data_dir: &Path, extra: &[&str]) -> Deployment {
         Deployment {
             api: Server::start(data_dir, extra),
@@ -73,8 +73,8 @@ impl Deployment {
         }
     }
 
-    /// `gridcast api`, `workers` × `gridcast worker` and `gridcast scheduler`, each with
-    /// its own data directory under `data_dir`, on fresh backends.
+    /// Starts `gridcast api`, `workers` × `gridcast worker` and `gridcast scheduler`,
+    /// each with its own data directory under `data_dir`, on fresh backends.
     pub async fn distributed(data_dir: &Path, workers: usize, extra: &[&str]) -> Deployment {
         let backends = Backends::start().await;
         let mut deployment = Deployment {
@@ -116,8 +116,8 @@ impl Deployment {
         self.api.url(path)
     }
 
-    /// Every stored result object key of `job_id`, from whichever result store the
-    /// deployment uses.
+    /// Lists every stored result object key of `job_id`, from whichever result store
+    /// the deployment uses.
     pub async fn result_keys(&self, job_id: &str) -> Vec<String> {
         let id: uuid::Uuid = job_id.parse().expect("job id");
         match &self.backends {
