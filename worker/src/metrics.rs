@@ -1,8 +1,6 @@
 //! Prometheus series the workers record.
 
-use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Phase durations and attempt outcomes of jobs, registered once per process.
 #[derive(Debug, Clone)]
