@@ -88,6 +88,13 @@ pub struct ServiceArgs {
     /// [default: 30].
     #[arg(long, env = "GRIDCAST_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<f64>,
+    /// API keys: `required`, or `off` (allowed only on a loopback address) [default:
+    /// off on loopback, required elsewhere].
+    #[arg(long, env = "GRIDCAST_AUTH")]
+    pub auth: Option<String>,
+    /// Requests per minute each API key may make [default: 600].
+    #[arg(long, env = "GRIDCAST_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The same settings as read from a TOML file.
@@ -115,6 +122,8 @@ pub struct FileSettings {
     pub schedules: Option<PathBuf>,
     pub step_delay_secs: Option<f64>,
     pub shutdown_grace_secs: Option<f64>,
+    pub auth: Option<String>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +156,8 @@ pub struct ServiceConfig {
     pub schedules: Option<PathBuf>,
     pub step_delay: Option<Duration>,
     pub shutdown_grace: Duration,
+    pub auth: gridcast_api::AuthMode,
+    pub rate_limit_per_minute: u32,
 }
 
 /// Reads a `--config` file.
@@ -213,6 +224,11 @@ impl ServiceArgs {
                 .shutdown_grace_secs
                 .or(file.shutdown_grace_secs)
                 .or(base.shutdown_grace_secs),
+            auth: pick(&self.auth, &file.auth, &base.auth),
+            rate_limit_per_minute: self
+                .rate_limit_per_minute
+                .or(file.rate_limit_per_minute)
+                .or(base.rate_limit_per_minute),
         };
         merged.validate()
     }
@@ -302,7 +318,33 @@ impl FileSettings {
                 "shutdown_grace_secs",
                 self.shutdown_grace_secs.unwrap_or(30.0),
             )?,
+            auth: auth_mode(self.auth.as_deref(), listen)?,
+            rate_limit_per_minute: match self.rate_limit_per_minute {
+                Some(0) => {
+                    bail!("rate_limit_per_minute = 0 would refuse every request: set 1 or more")
+                }
+                Some(limit) => limit,
+                None => 600,
+            },
         })
+    }
+}
+
+/// Checks `auth` against the listen address: keys may be off only on loopback, where
+/// nobody but local users can reach the service.
+fn auth_mode(auth: Option<&str>, listen: SocketAddr) -> anyhow::Result<gridcast_api::AuthMode> {
+    use gridcast_api::AuthMode;
+    let loopback = listen.ip().is_loopback();
+    match auth {
+        None if loopback => Ok(AuthMode::Off),
+        None | Some("required") => Ok(AuthMode::Required),
+        Some("off") if loopback => Ok(AuthMode::Off),
+        Some("off") => bail!(
+            "auth = off is allowed only on a loopback address, and listen is {listen}: \
+             use auth = required with keys from `gridcast keys create`, or listen on \
+             127.0.0.1"
+        ),
+        Some(other) => bail!("auth `{other}` is not one of required, off"),
     }
 }
 

@@ -34,6 +34,8 @@ enum Command {
     Scheduler(cli::serve::Args),
     /// Apply the job store's database migrations and exit.
     Migrate(cli::serve::Args),
+    /// Create, list or revoke API keys.
+    Keys(cli::keys::Args),
     /// Run the batch of forecast jobs a TOML file describes through an embedded service.
     Run(cli::run::Args),
     /// Submit a forecast job to a running server.
@@ -73,6 +75,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Worker(args) => cli::serve::run_roles(args, cli::serve::Roles::WORKER),
         Command::Scheduler(args) => cli::serve::run_roles(args, cli::serve::Roles::SCHEDULER),
         Command::Migrate(args) => cli::serve::migrate(args),
+        Command::Keys(args) => cli::keys::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Submit(args) => cli::client::submit(args),
         Command::Status(args) => cli::client::status(args),

@@ -617,10 +617,13 @@ async fn serve_job_api(fixture: &Fixture, shutdown: CancellationToken) -> std::n
             max_attempts: 3,
             request_limits: RequestLimits::default(),
             scratch_dir: fixture.dir.path().join("scratch"),
+            auth: gridcast_api::AuthMode::Off,
+            rate_limit_per_minute: 600,
         }),
         metrics: gridcast_api::ApiMetrics::register(&registry).unwrap(),
         registry,
         bank: None,
+        limiter: Arc::new(gridcast_api::RateLimiter::new(600)),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,9 +1,9 @@
 //! `/v1/jobs` handlers: submit, read, list, cancel.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use gridcast_engine::{ForecastRequest, Region};
 use gridcast_store::{
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::eta::{self, Eta};
 use crate::json::JsonBody;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 /// Body of `POST /v1/jobs`: the forecast request fields plus a queue priority.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,11 +175,16 @@ impl JobView {
 /// `POST /v1/jobs`: validates, then queues. Nothing is stored for a rejected request.
 pub(crate) async fn submit(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<SubmitJob>,
 ) -> Result<Response, ApiError> {
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
-        key,
+        // Keys are per tenant: another tenant's equal key is a different submission.
+        key: match principal.tenant() {
+            Some(tenant) => format!("{tenant}/{key}"),
+            None => key,
+        },
         request_hash: body.canonical_hash(),
     });
     let validated = state
@@ -193,6 +198,7 @@ pub(crate) async fn submit(
         steps_total: validated.steps,
         max_attempts: state.config.max_attempts,
         idempotency,
+        tenant: principal.tenant().map(str::to_owned),
     };
     let now = state.store.now().await?;
     let submission = state
@@ -253,20 +259,27 @@ pub(crate) fn parse_job_id(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-pub(crate) async fn load_job(state: &AppState, id: Uuid) -> Result<Job, ApiError> {
+/// Loads job `id` if `principal` may see it; other tenants' jobs are not found.
+pub(crate) async fn load_job(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Job, ApiError> {
     state
         .store
         .job(id)
         .await?
+        .filter(|job| principal.can_see(job))
         .ok_or_else(|| ApiError::not_found(format!("job {id} not found")))
 }
 
 /// `GET /v1/jobs/{id}`.
 pub(crate) async fn get_job(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = load_job(&state, parse_job_id(&id)?).await?;
+    let job = load_job(&state, &principal, parse_job_id(&id)?).await?;
     let mut view = JobView::from_job(&job);
     view.eta = eta::estimate(&state, &job, Utc::now());
     Ok(Json(view))
@@ -276,9 +289,11 @@ pub(crate) async fn get_job(
 /// will stop it at the next rollout step, 409 when it already finished.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
+    load_job(&state, &principal, id).await?;
     let now = state.store.now().await?;
     let outcome = state
         .store
@@ -309,9 +324,11 @@ pub struct JobList {
 /// `GET /v1/jobs?state=&limit=&cursor=`: jobs oldest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<JobList>, ApiError> {
-    let query = parse_list_query(&params)?;
+    let mut query = parse_list_query(&params)?;
+    query.tenant = principal.visible_tenant().map(str::to_owned);
     let page = state.store.list(&query).await?;
     Ok(Json(JobList {
         jobs: page.jobs.iter().map(JobView::from_job).collect(),

@@ -3,6 +3,7 @@
 //! [`router`] builds the whole application from an [`AppState`], so tests drive it with
 //! `tower::ServiceExt::oneshot` and the server binds it to a socket.
 
+mod auth;
 mod error;
 mod eta;
 mod extract;
@@ -24,6 +25,7 @@ use axum::routing::get;
 use gridcast_engine::{Catalog, RequestLimits};
 use gridcast_store::Store;
 
+pub use auth::{AuthMode, Principal, RateLimiter};
 pub use error::ApiError;
 pub use jobs::{JobList, JobView, Progress, ResultLinks, SubmitJob, decode_cursor, encode_cursor};
 pub use metrics::ApiMetrics;
@@ -43,6 +45,10 @@ pub struct ApiConfig {
     pub request_limits: RequestLimits,
     /// Directory for temporary copies of results during JSON extraction.
     pub scratch_dir: PathBuf,
+    /// Whether requests need an API key.
+    pub auth: AuthMode,
+    /// Requests per minute each API key may make.
+    pub rate_limit_per_minute: u32,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -55,6 +61,8 @@ pub struct AppState {
     pub registry: prometheus::Registry,
     /// ReasoningBank for run-time estimates on live jobs; `None` serves jobs without ETA.
     pub bank: Option<Arc<gridcast_bank::Bank>>,
+    /// Per-key request budget, shared by every handler of this process.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// Every route as (method, path template), the list the OpenAPI document must match.
@@ -90,9 +98,22 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track_requests,
         ))
         .with_state(state)
+}
+
+/// Puts `routes` (for example the scheduler's) behind the same keys and roles as the
+/// v1 API.
+pub fn protect(routes: Router, state: AppState) -> Router {
+    routes.layer(axum::middleware::from_fn_with_state(
+        state,
+        auth::authenticate,
+    ))
 }
 
 /// `/health`, `/ready` and `/metrics` alone, for worker and scheduler processes that

@@ -33,8 +33,9 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "gridcast API",
             "version": "1",
-            "description": "Batch forecast jobs over gridded datasets. Every error body is {\"error\": {\"code\", \"message\", \"field\"}}."
+            "description": "Batch forecast jobs over gridded datasets. Every error body is {\"error\": {\"code\", \"message\", \"field\"}}. With API keys required, /v1 requests carry `Authorization: Bearer KEY` and answer 401 without a valid key, 403 when the key's role (read, submit, admin) is too low, 429 with Retry-After past the key's rate limit, and 404 for another tenant's job. Any store outage answers 503 with Retry-After."
         },
+        "security": [{ "bearer": [] }],
         "paths": {
             "/v1/jobs": {
                 "post": {
@@ -156,7 +157,12 @@ pub fn openapi_document() -> Value {
                 "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3 document" } } }
             }
         },
-        "components": { "schemas": schemas() }
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "API key from `gridcast keys create`" }
+            }
+        }
     })
 }
 

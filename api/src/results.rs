@@ -1,21 +1,23 @@
 //! `GET /v1/jobs/{id}/result`: the committed netCDF file, or a JSON subset of it.
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gridcast_store::JobState;
 
 use crate::jobs::{load_job, parse_job_id};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 pub(crate) async fn download(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     let format = result_format(&params)?;
-    let job = load_job(&state, id).await?;
+    let job = load_job(&state, &principal, id).await?;
     let key = match (&job.state, &job.result_key) {
         (JobState::Succeeded, Some(key)) => key.clone(),
         _ => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use gridcast_api::{ApiConfig, ApiMetrics, AppState};
+use gridcast_api::{ApiConfig, ApiMetrics, AppState, AuthMode, RateLimiter};
 use gridcast_engine::{Catalog, RequestLimits};
 use gridcast_store::{ListQuery, Store, StoreConfig};
 use http_body_util::BodyExt;
@@ -41,6 +41,8 @@ pub fn api_config(dir: &tempfile::TempDir) -> ApiConfig {
         max_attempts: 3,
         request_limits: RequestLimits::default(),
         scratch_dir: dir.path().join("scratch"),
+        auth: AuthMode::Off,
+        rate_limit_per_minute: 600,
     }
 }
 
@@ -65,6 +67,7 @@ async fn build_app(
     let registry = prometheus::Registry::new();
     let mut config = api_config(&dir);
     adjust(&mut config);
+    let limiter = Arc::new(RateLimiter::new(config.rate_limit_per_minute));
     let state = AppState {
         store: store.clone(),
         catalog: catalog.clone(),
@@ -72,6 +75,7 @@ async fn build_app(
         metrics: ApiMetrics::register(&registry).unwrap(),
         registry,
         bank,
+        limiter,
     };
     TestApp {
         router: gridcast_api::router(state),

@@ -15,6 +15,9 @@ pub struct ServerArgs {
     /// Base URL of the gridcast server.
     #[arg(long, env = "GRIDCAST_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// API key, sent as `Authorization: Bearer KEY`; servers with keys off ignore it.
+    #[arg(long, env = "GRIDCAST_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +92,23 @@ impl ApiClient {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// Sends `key` as a bearer token on every request; `None` sends none.
+    pub fn with_api_key(mut self, key: Option<&str>) -> anyhow::Result<ApiClient> {
+        let Some(key) = key else {
+            return Ok(self);
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("--api-key holds characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .context("failed to build the HTTP client")?;
+        Ok(self)
     }
 
     pub async fn submit(
@@ -198,7 +218,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server.server);
+    let client =
+        ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let request = args.request.into_request();
     let body = SubmitJob {
         dataset: request.dataset,
@@ -230,14 +251,16 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server.server);
+    let client =
+        ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let job = runtime()?.block_on(client.job(&args.id))?;
     println!("{}", serde_json::to_string_pretty(&job)?);
     Ok(())
 }
 
 pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server.server);
+    let client =
+        ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let page = runtime()?.block_on(client.list(&args))?;
     for job in &page.jobs {
         println!(
@@ -257,7 +280,8 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 }
 
 pub fn result(args: ResultArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server.server);
+    let client =
+        ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let bytes = runtime()?.block_on(client.result(&args.id, &args.format))?;
     std::fs::write(&args.output, &bytes)
         .with_context(|| format!("failed to write {}", args.output.display()))?;

@@ -5,6 +5,7 @@ pub mod client;
 pub mod evaluate;
 pub mod forecast;
 pub mod inspect;
+pub mod keys;
 pub mod run;
 pub mod serve;
 pub mod train;

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use gridcast_api::{ApiConfig, ApiMetrics, AppState};
+use gridcast_api::{ApiConfig, ApiMetrics, AppState, AuthMode, RateLimiter};
 use gridcast_engine::{Catalog, RequestLimits};
 use gridcast_scheduler::SchedulerConfig;
 use gridcast_store::{Store, StoreConfig};
@@ -162,7 +162,7 @@ impl RunningService {
     }
 }
 
-fn store_config(config: &ServiceConfig) -> StoreConfig {
+pub fn store_config(config: &ServiceConfig) -> StoreConfig {
     let postgres = config.database_url.starts_with("postgres");
     StoreConfig {
         database_url: config.database_url.clone(),
@@ -271,7 +271,13 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
             tasks.push(tokio::spawn(worker.run(shutdown.clone())));
         }
     }
-    let schedule_routes = cycles.as_ref().map(cycles::routes).unwrap_or_default();
+    let schedule_routes = gridcast_api::protect(
+        cycles.as_ref().map(cycles::routes).unwrap_or_default(),
+        state.clone(),
+    );
+    if roles.api || roles.scheduler {
+        announce_auth(config, &store, addr).await;
+    }
     let app = if roles.api {
         gridcast_api::router(state).merge(schedule_routes)
     } else {
@@ -293,6 +299,30 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
         shutdown,
         tasks,
     })
+}
+
+/// Logs how requests are authenticated, so an operator sees an open service at once.
+async fn announce_auth(config: &ServiceConfig, store: &Store, addr: SocketAddr) {
+    match config.auth {
+        AuthMode::Off => tracing::warn!(
+            %addr,
+            "API keys are off: anyone who can reach this loopback address may submit and \
+             read every job; set --auth required and create keys with `gridcast keys \
+             create` before exposing it"
+        ),
+        AuthMode::Required => match store.list_api_keys().await {
+            Ok(keys) if keys.iter().all(|key| key.revoked_at.is_some()) => tracing::warn!(
+                "API keys are required and none is live: every request will get 401 until \
+                 one is created with `gridcast keys create`"
+            ),
+            Ok(keys) => tracing::info!(
+                live_keys = keys.iter().filter(|key| key.revoked_at.is_none()).count(),
+                rate_limit_per_minute = config.rate_limit_per_minute,
+                "API keys required"
+            ),
+            Err(err) => tracing::warn!(error = %err, "could not count API keys"),
+        },
+    }
 }
 
 /// The device workers compute on, and the device asked for when that was not possible.
@@ -384,10 +414,13 @@ fn app_state(
             max_attempts: config.max_attempts,
             request_limits,
             scratch_dir: config.data_dir.join("scratch"),
+            auth: config.auth,
+            rate_limit_per_minute: config.rate_limit_per_minute,
         }),
         metrics,
         registry,
         bank: None,
+        limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
     })
 }
 

@@ -235,6 +235,7 @@ async fn sweep_outcomes(
                 state: None,
                 after_seq: after,
                 limit: 200,
+                tenant: None,
             })
             .await?;
         for job in &page.jobs {

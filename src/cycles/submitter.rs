@@ -66,6 +66,7 @@ impl StoreSubmitter {
                 key: idempotency_key.clone(),
                 request_hash,
             }),
+            tenant: None,
         };
         let submission = self
             .store

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The queue contains `depth` queued jobs and accepts at most `max_depth`.
     #[error("queue is full: {depth} queued jobs, maximum {max_depth}")]
     QueueFull { depth: u64, max_depth: u64 },
+    /// A value given to the store is malformed.
+    #[error("invalid {what}: {message}")]
+    InvalidValue { what: &'static str, message: String },
     /// A job cannot make the requested transition from its current state.
     #[error("job {job_id} is {state} and cannot be {action}")]
     InvalidTransition {

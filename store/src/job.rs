@@ -83,6 +83,8 @@ pub struct NewJob {
     pub steps_total: u32,
     pub max_attempts: u32,
     pub idempotency: Option<Idempotency>,
+    /// Tenant of the API key that submits the job; `None` without keys.
+    pub tenant: Option<String>,
 }
 
 /// Idempotency key of a submission and the hash of the body it was sent with.
@@ -119,6 +121,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
     /// Earliest claim time of a queued job; later than `created_at` while a retry backs off.
     pub run_after: DateTime<Utc>,
+    /// Tenant that owns the job; `None` for jobs submitted without keys.
+    pub tenant: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, the timestamp encoding of the jobs table.

@@ -31,6 +31,8 @@ pub struct ListQuery {
     /// Only jobs with `seq` greater than this; the cursor of the previous page.
     pub after_seq: Option<i64>,
     pub limit: u32,
+    /// Only jobs of this tenant; `None` lists every tenant's jobs.
+    pub tenant: Option<String>,
 }
 
 /// One page of a job listing, oldest first.
@@ -80,8 +82,8 @@ impl Store {
         };
         let inserted = on_db!(self, pool => sqlx::query(
             "INSERT INTO jobs (id, state, request, priority, idempotency_key, request_hash, \
-             steps_total, max_attempts, run_after, created_at, updated_at) \
-             SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $8 \
+             steps_total, max_attempts, run_after, created_at, updated_at, tenant) \
+             SELECT $1, 'queued', $2, $3, $4, $5, $6, $7, $8, $8, $8, $10 \
              WHERE (SELECT COUNT(*) FROM jobs WHERE state = 'queued') < $9 \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
@@ -94,6 +96,7 @@ impl Store {
         .bind(i64::from(new.max_attempts))
         .bind(to_millis(now))
         .bind(i64::try_from(max_queue_depth).unwrap_or(i64::MAX))
+        .bind(new.tenant.as_deref())
         .execute(pool)
         .await?
         .rows_affected());
@@ -165,11 +168,13 @@ impl Store {
         let rows: Vec<JobRecord> = on_db!(self, pool => sqlx::query_as(concat!(
             "SELECT ",
             job_columns!(),
-            " FROM jobs WHERE seq > $1 AND ($2 IS NULL OR state = $2) ORDER BY seq LIMIT $3"
+            " FROM jobs WHERE seq > $1 AND ($2 IS NULL OR state = $2) \
+              AND ($4 IS NULL OR tenant = $4) ORDER BY seq LIMIT $3"
         ))
         .bind(query.after_seq.unwrap_or(0))
         .bind(query.state.map(JobState::as_str))
         .bind(i64::from(limit) + 1)
+        .bind(query.tenant.as_deref())
         .fetch_all(pool)
         .await?);
         let mut jobs = rows

@@ -14,6 +14,7 @@
 mod error;
 mod job;
 mod jobs;
+mod keys;
 mod queue;
 mod results;
 mod row;
@@ -29,6 +30,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 pub use error::StoreError;
 pub use job::{Idempotency, Job, JobError, JobState, NewJob};
 pub use jobs::{CancelOutcome, JobPage, ListQuery, Submission};
+pub use keys::{ApiKey, Role};
 pub use queue::{Heartbeat, Lease, WorkerIdentity};
 pub use results::ResultStore;
 

@@ -11,7 +11,7 @@ macro_rules! job_columns {
     () => {
         "seq, id, state, request, priority, steps_total, steps_done, attempts, max_attempts, \
          run_after, cancel_requested, worker, device, error_code, error_message, result_key, \
-         summary, created_at, started_at, finished_at, updated_at"
+         summary, created_at, started_at, finished_at, updated_at, tenant"
     };
 }
 pub(crate) use job_columns;
@@ -41,6 +41,7 @@ pub(crate) struct JobRecord {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     updated_at: i64,
+    tenant: Option<String>,
 }
 
 /// A row read by an idempotency lookup: the job and the hash of the body it was
@@ -102,5 +103,6 @@ pub(crate) fn decode_job(row: JobRecord) -> Result<Job, StoreError> {
         finished_at: optional_time(row.finished_at)?,
         updated_at: from_millis(&id_text, row.updated_at)?,
         run_after: from_millis(&id_text, row.run_after)?,
+        tenant: row.tenant,
     })
 }

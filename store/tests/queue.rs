@@ -95,6 +95,7 @@ fn new_job(priority: i32) -> NewJob {
         steps_total: 2,
         max_attempts: 2,
         idempotency: None,
+        tenant: None,
     }
 }
 
@@ -226,6 +227,7 @@ async fn pagination_while_inserting_neither_skips_nor_repeats(backend: Backend) 
                 state: None,
                 after_seq,
                 limit: 2,
+                tenant: None,
             })
             .await
             .unwrap();

@@ -134,6 +134,7 @@ async fn store_with_job(dir: &Path, max_attempts: u32, now: DateTime<Utc>) -> (S
         steps_total: 4,
         max_attempts,
         idempotency: None,
+        tenant: None,
     };
     let id = store.submit(new, 100, now).await.unwrap().job().id;
     (store, id)
