@@ -95,6 +95,10 @@ pub struct ServiceArgs {
     /// Requests per minute each API key may make [default: 600].
     #[arg(long, env = "GRIDCAST_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// Redis for job wake-ups between processes, for example redis://127.0.0.1:6379
+    /// [default: none; workers of other processes poll].
+    #[arg(long, env = "GRIDCAST_REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 /// The same settings as read from a TOML file.
@@ -124,6 +128,7 @@ pub struct FileSettings {
     pub shutdown_grace_secs: Option<f64>,
     pub auth: Option<String>,
     pub rate_limit_per_minute: Option<u32>,
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +163,7 @@ pub struct ServiceConfig {
     pub shutdown_grace: Duration,
     pub auth: gridcast_api::AuthMode,
     pub rate_limit_per_minute: u32,
+    pub redis_url: Option<String>,
 }
 
 /// Reads a `--config` file.
@@ -229,6 +235,7 @@ impl ServiceArgs {
                 .rate_limit_per_minute
                 .or(file.rate_limit_per_minute)
                 .or(base.rate_limit_per_minute),
+            redis_url: pick(&self.redis_url, &file.redis_url, &base.redis_url),
         };
         merged.validate()
     }
@@ -325,6 +332,13 @@ impl FileSettings {
                 }
                 Some(limit) => limit,
                 None => 600,
+            },
+            redis_url: match self.redis_url {
+                Some(url) if !url.starts_with("redis://") => bail!(
+                    "invalid setting redis_url `{}`: expected redis://HOST:PORT",
+                    gridcast_store::redact_url(&url)
+                ),
+                other => other,
             },
         })
     }

@@ -6,7 +6,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::AppState;
@@ -22,6 +23,10 @@ pub struct ApiMetrics {
     pub oldest_queued_age: Gauge,
     /// 1 when the last scrape could read the job store, else 0.
     pub database_up: IntGauge,
+    /// Failed Redis connection attempts of the wake-up subscriber.
+    pub redis_reconnect_attempts: IntCounter,
+    /// Job wake-ups that could not be published to Redis.
+    pub redis_publish_failures: IntCounter,
 }
 
 impl ApiMetrics {
@@ -57,6 +62,16 @@ impl ApiMetrics {
             "gridcast_database_up",
             "1 when the job store answered the last scrape, 0 when it did not",
         )?;
+        let redis_reconnect_attempts = IntCounter::new(
+            "gridcast_redis_reconnect_attempts_total",
+            "Failed attempts to connect or subscribe to Redis for job wake-ups",
+        )?;
+        let redis_publish_failures = IntCounter::new(
+            "gridcast_redis_publish_failures_total",
+            "Job wake-ups that could not be published to Redis (the job runs after a poll)",
+        )?;
+        registry.register(Box::new(redis_reconnect_attempts.clone()))?;
+        registry.register(Box::new(redis_publish_failures.clone()))?;
         registry.register(Box::new(oldest_queued_age.clone()))?;
         registry.register(Box::new(database_up.clone()))?;
         registry.register(Box::new(requests_total.clone()))?;
@@ -70,6 +85,8 @@ impl ApiMetrics {
             queue_depth,
             oldest_queued_age,
             database_up,
+            redis_reconnect_attempts,
+            redis_publish_failures,
         })
     }
 }

@@ -70,6 +70,16 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 /// With the store unreachable it still answers, with `gridcast_database_up` 0 and the
 /// job gauges as last read, so the outage itself is visible to Prometheus.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if let Some(stats) = state.store.wakeup_stats() {
+        catch_up(
+            &state.metrics.redis_reconnect_attempts,
+            &stats.reconnect_attempts,
+        );
+        catch_up(
+            &state.metrics.redis_publish_failures,
+            &stats.publish_failures,
+        );
+    }
     match refresh_store_gauges(&state).await {
         Ok(()) => state.metrics.database_up.set(1),
         Err(err) => {
@@ -87,6 +97,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         buffer,
     )
         .into_response())
+}
+
+/// Raises `counter` to the store's running `total`; the two only ever grow.
+fn catch_up(counter: &prometheus::IntCounter, total: &std::sync::atomic::AtomicU64) {
+    let total = total.load(std::sync::atomic::Ordering::Relaxed);
+    let shown = counter.get();
+    if total > shown {
+        counter.inc_by(total - shown);
+    }
 }
 
 async fn refresh_store_gauges(state: &AppState) -> Result<(), gridcast_store::StoreError> {

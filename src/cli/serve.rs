@@ -179,6 +179,7 @@ pub fn store_config(config: &ServiceConfig) -> StoreConfig {
         } else {
             1
         },
+        redis_url: config.redis_url.clone(),
     }
 }
 
@@ -256,6 +257,7 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
         let on_finished = cycles
             .as_ref()
             .map(|cycles| outcome_hook(cycles, &catalog, &store, request_limits));
+        tasks.extend(store.spawn_wakeup_subscriber(shutdown.clone()));
         let runner = Arc::new(EngineRunner::new(catalog.clone(), request_limits));
         for index in 0..config.workers {
             let mut worker = Worker::new(

@@ -106,6 +106,9 @@ impl Store {
                 .await?
                 .ok_or_else(|| missing_after_insert(id))?;
             self.submitted.notify_one();
+            if let Some(wakeups) = &self.wakeups {
+                wakeups.publish().await;
+            }
             return Ok(Submission::Created(job));
         }
         // Nothing inserted: either a concurrent submission took the key first, or the

@@ -18,6 +18,7 @@ mod keys;
 mod queue;
 mod results;
 mod row;
+mod wakeup;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub use jobs::{CancelOutcome, JobPage, ListQuery, Submission};
 pub use keys::{ApiKey, Role};
 pub use queue::{Heartbeat, Lease, WorkerIdentity};
 pub use results::ResultStore;
+pub use wakeup::WakeupStats;
 
 /// Backend locations of a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct StoreConfig {
     pub results_url: String,
     /// Maximum open database connections.
     pub max_connections: u32,
+    /// Redis that carries job wake-ups between processes, for example
+    /// `redis://redis:6379`; `None` leaves other processes to their poll interval.
+    pub redis_url: Option<String>,
 }
 
 impl StoreConfig {
@@ -52,6 +57,7 @@ impl StoreConfig {
             database_url: format!("sqlite://{}", data_dir.join("gridcast.db").display()),
             results_url: format!("file://{}", data_dir.join("objects").display()),
             max_connections: 8,
+            redis_url: None,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct Store {
     /// Wakes idle workers of this process when a job is submitted through it, so a
     /// job starts at once instead of after the next queue poll.
     submitted: std::sync::Arc<tokio::sync::Notify>,
+    /// Redis wake-ups to and from other processes, when configured.
+    wakeups: Option<wakeup::RedisWakeups>,
 }
 
 /// How long a connection waits for another writer before SQLite reports `SQLITE_BUSY`.
@@ -114,10 +122,22 @@ impl Store {
     pub async fn open_unmigrated(config: &StoreConfig) -> Result<Store, StoreError> {
         let db = open_database(config).await?;
         let results = ResultStore::open(&config.results_url)?;
+        let wakeups = config
+            .redis_url
+            .as_deref()
+            .map(|url| {
+                wakeup::RedisWakeups::open(url).map_err(|err| StoreError::UnsupportedUrl {
+                    setting: "redis",
+                    url: format!("{} ({err})", redact_url(url)),
+                    supported: "redis://HOST:PORT",
+                })
+            })
+            .transpose()?;
         Ok(Store {
             db,
             results,
             submitted: Default::default(),
+            wakeups,
         })
     }
 
@@ -169,6 +189,22 @@ impl Store {
     /// and retries after backoff are still found by polling.
     pub async fn job_submitted(&self) {
         self.submitted.notified().await;
+    }
+
+    /// Starts forwarding wake-ups from Redis to this process's idle workers, when a
+    /// Redis URL is configured. Returns the task, or `None` without Redis.
+    pub fn spawn_wakeup_subscriber(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.wakeups
+            .as_ref()
+            .map(|wakeups| wakeups.spawn_subscriber(self.submitted.clone(), shutdown))
+    }
+
+    /// Counters of the Redis link; `None` without Redis.
+    pub fn wakeup_stats(&self) -> Option<&WakeupStats> {
+        self.wakeups.as_ref().map(|wakeups| &*wakeups.stats)
     }
 
     pub fn results(&self) -> &ResultStore {
