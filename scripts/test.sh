@@ -11,3 +11,9 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r scripts/requirements-test.txt
 
 cargo test --workspace "$@"
+
+# The API suite once more on the distributed backends: PostgreSQL and S3 (moto).
+if [ $# -eq 0 ]; then
+    echo "API tests on PostgreSQL and S3"
+    GRIDCAST_TEST_BACKEND=distributed cargo test -p gridcast-api
+fi

@@ -1,4 +1,9 @@
 //! Shared set-up: a router over a fresh store and the real storm-1996 catalog.
+//!
+//! The suite runs in two configurations. By default the store is embedded (SQLite and
+//! local files). With `GRIDCAST_TEST_BACKEND=distributed` it is a fresh PostgreSQL
+//! database on the machine's server and a bucket on a moto S3 server the test starts;
+//! `scripts/test.sh` runs the API tests both ways.
 
 #![allow(dead_code)]
 
@@ -16,11 +21,40 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+#[path = "../../store/tests/support/postgres.rs"]
+mod postgres_support;
+#[path = "../../store/tests/support/s3.rs"]
+mod s3_support;
+
 pub struct TestApp {
     pub router: Router,
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub dir: tempfile::TempDir,
+    /// The database and S3 server of the distributed configuration, kept alive.
+    _backends: Option<(postgres_support::TestDatabase, s3_support::S3Server)>,
+}
+
+/// Store settings of the configuration `GRIDCAST_TEST_BACKEND` selects.
+async fn store_config(
+    dir: &tempfile::TempDir,
+) -> (
+    StoreConfig,
+    Option<(postgres_support::TestDatabase, s3_support::S3Server)>,
+) {
+    let mut config = StoreConfig::embedded(dir.path());
+    match std::env::var("GRIDCAST_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("embedded") => (config, None),
+        Ok("distributed") => {
+            let database = postgres_support::TestDatabase::create().await;
+            let s3 = s3_support::S3Server::start("gridcast-api-tests");
+            config.database_url = database.url.clone();
+            config.results_url = "s3://gridcast-api-tests/results".to_owned();
+            config.results_options = s3.options();
+            (config, Some((database, s3)))
+        }
+        Ok(other) => panic!("GRIDCAST_TEST_BACKEND={other}: expected embedded or distributed"),
+    }
 }
 
 fn repo_path(relative: &str) -> PathBuf {
@@ -60,9 +94,8 @@ async fn build_app(
     bank: Option<Arc<gridcast_bank::Bank>>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreConfig::embedded(dir.path()))
-        .await
-        .unwrap();
+    let (store_config, backends) = store_config(&dir).await;
+    let store = Store::open(&store_config).await.unwrap();
     let catalog = open_catalog();
     let registry = prometheus::Registry::new();
     let mut config = api_config(&dir);
@@ -82,6 +115,7 @@ async fn build_app(
         store,
         catalog,
         dir,
+        _backends: backends,
     }
 }
 

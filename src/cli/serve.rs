@@ -180,6 +180,7 @@ pub fn store_config(config: &ServiceConfig) -> StoreConfig {
             1
         },
         redis_url: config.redis_url.clone(),
+        results_options: Vec::new(),
     }
 }
 

@@ -213,7 +213,7 @@ impl Store {
         .execute(pool)
         .await?
         .rows_affected());
-        if queued == 0 {
+        let requested = if queued == 0 {
             on_db!(self, pool => sqlx::query(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = $2 \
                  WHERE id = $1 AND state = 'running'",
@@ -221,14 +221,20 @@ impl Store {
             .bind(id.to_string())
             .bind(to_millis(now))
             .execute(pool)
-            .await
-            .map(drop))?;
-        }
+            .await?
+            .rows_affected())
+        } else {
+            0
+        };
         let Some(job) = self.job(id).await? else {
             return Ok(None);
         };
         match job.state {
             JobState::Cancelled if queued == 1 => Ok(Some(CancelOutcome::Cancelled(job))),
+            // The request reached a running job. Its worker may have stopped it before
+            // the read above, so the job can already show `cancelled`; the outcome is
+            // still "requested", decided by the update.
+            _ if requested == 1 => Ok(Some(CancelOutcome::Requested(job))),
             JobState::Cancelled => Ok(Some(CancelOutcome::AlreadyCancelled(job))),
             JobState::Running => Ok(Some(CancelOutcome::Requested(job))),
             // A job that became queued again between the two updates (a retry) is

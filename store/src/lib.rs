@@ -48,6 +48,9 @@ pub struct StoreConfig {
     /// Redis that carries job wake-ups between processes, for example
     /// `redis://redis:6379`; `None` leaves other processes to their poll interval.
     pub redis_url: Option<String>,
+    /// S3 settings as `object_store` keys (`aws_endpoint`, ...) that override the
+    /// environment; empty in services, which read the standard `AWS_*` variables.
+    pub results_options: Vec<(String, String)>,
 }
 
 impl StoreConfig {
@@ -58,6 +61,7 @@ impl StoreConfig {
             results_url: format!("file://{}", data_dir.join("objects").display()),
             max_connections: 8,
             redis_url: None,
+            results_options: Vec::new(),
         }
     }
 }
@@ -121,7 +125,8 @@ impl Store {
     /// that leave migrations to `gridcast migrate`.
     pub async fn open_unmigrated(config: &StoreConfig) -> Result<Store, StoreError> {
         let db = open_database(config).await?;
-        let results = ResultStore::open(&config.results_url)?;
+        let results =
+            ResultStore::open_with_options(&config.results_url, config.results_options.clone())?;
         let wakeups = config
             .redis_url
             .as_deref()
