@@ -17,6 +17,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The first connection to the database failed: wrong address, credentials or
+    /// database name, or the server is down.
+    #[error(
+        "cannot connect to database {url}: {message}; check that the server runs there \
+         and that the URL's user, password and database are right"
+    )]
+    Connect { url: String, message: String },
     #[error("database operation failed: {0}")]
     Database(#[from] sqlx::Error),
     #[error("applying database migrations failed: {0}")]

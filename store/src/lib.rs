@@ -232,6 +232,33 @@ async fn open_database(config: &StoreConfig) -> Result<Db, StoreError> {
     let url = &config.database_url;
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PgConnectOptions::from_str(url)?;
+        // One direct connection first: the pool would only report a timeout, while
+        // this names the real cause (refused, authentication, unknown database).
+        {
+            use sqlx::Connection;
+            let connection = tokio::time::timeout(
+                PG_ACQUIRE_TIMEOUT,
+                sqlx::PgConnection::connect_with(&options),
+            )
+            .await;
+            let failure = match connection {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                    None
+                }
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some(format!(
+                    "no answer within {} s",
+                    PG_ACQUIRE_TIMEOUT.as_secs()
+                )),
+            };
+            if let Some(message) = failure {
+                return Err(StoreError::Connect {
+                    url: redact_url(url),
+                    message,
+                });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(PG_ACQUIRE_TIMEOUT)

@@ -636,3 +636,24 @@ on_both_backends!(
     release_returns_job_uncounted,
     submit_wakes_idle_worker,
 );
+
+#[tokio::test]
+async fn unreachable_postgres_names_the_cause_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::embedded(dir.path());
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    config.database_url = "postgres://gridcast:hunter2@127.0.0.1:1/gridcast".to_owned();
+    let err = Store::open(&config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("127.0.0.1:1"),
+        "the message names the server: {err}"
+    );
+    assert!(
+        err.contains("refused"),
+        "the message names the cause: {err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password leaks into the message: {err}"
+    );
+}
