@@ -33,6 +33,28 @@ async fn distributed_result_equals_forecast_command() {
         let metrics = client.get(server.url("/metrics")).send().await.unwrap();
         assert_eq!(metrics.status(), 200, "{} /metrics", server.base);
     }
+    // The worker ran in another process, so the scheduler learns of the finished job
+    // by sweeping the shared store (every 5 s) and records it in its ReasoningBank;
+    // its metrics copy the bank's outcome count every 5 s.
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = client
+            .get(scheduler.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("gridcast_reasoning_bank_outcomes 1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the scheduler did not record the job's outcome: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn served_result_equals_forecast_command(deployment: &Deployment, dir: &Path) {
