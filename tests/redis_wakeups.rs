@@ -27,7 +27,10 @@ impl OwnRedis {
             .unwrap_or_else(|err| panic!("cannot start redis-server ({err}); install redis"));
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "redis did not listen");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "redis did not listen"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         OwnRedis { child, port }
@@ -53,7 +56,14 @@ fn is_final(job: &Value) -> bool {
 async fn run_one(client: &reqwest::Client, deployment: &Deployment) -> (String, f64) {
     let submitted = Instant::now();
     let id = submit_storm_job(client, &deployment.api).await;
-    let done = poll_job(client, &deployment.api, &id, Duration::from_secs(90), is_final).await;
+    let done = poll_job(
+        client,
+        &deployment.api,
+        &id,
+        Duration::from_secs(90),
+        is_final,
+    )
+    .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     (id, submitted.elapsed().as_secs_f64())
 }
@@ -75,7 +85,10 @@ async fn wakeups_cross_processes_and_survive_a_redis_restart() {
     // The worker's first poll happens at start; wait for it to go idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, seconds) = run_one(&client, &deployment).await;
-    assert!(seconds < 10.0, "job took {seconds:.1} s: not woken through Redis");
+    assert!(
+        seconds < 10.0,
+        "job took {seconds:.1} s: not woken through Redis"
+    );
 
     redis.stop();
     // Submissions during the outage succeed; their wake-ups are lost and counted.
@@ -92,9 +105,22 @@ async fn wakeups_cross_processes_and_survive_a_redis_restart() {
             break;
         }
     }
-    assert!(woken, "the worker never resubscribed after the Redis restart");
-    let done = poll_job(&client, &deployment.api, &during, Duration::from_secs(90), is_final).await;
-    assert_eq!(done["state"], "succeeded", "the job submitted during the outage: {done}");
+    assert!(
+        woken,
+        "the worker never resubscribed after the Redis restart"
+    );
+    let done = poll_job(
+        &client,
+        &deployment.api,
+        &during,
+        Duration::from_secs(90),
+        is_final,
+    )
+    .await;
+    assert_eq!(
+        done["state"], "succeeded",
+        "the job submitted during the outage: {done}"
+    );
 
     let api_metrics = client
         .get(deployment.url("/metrics"))
