@@ -12,7 +12,8 @@ duration=${1:-10}
 connections=${2:-16}
 bin=target/release/gridcast
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Waiting for the server keeps its worker from writing into $work while rm deletes it.
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" --workers 1 \
     --max-queue-depth 100000000 >"$work/log" 2>&1 &
