@@ -4,10 +4,10 @@
 
 mod error;
 pub mod evaluation;
-mod features;
+pub mod features;
 mod forecaster;
 pub mod manifest;
-mod network;
+pub mod network;
 mod neural;
 mod training;
 mod training_data;
