@@ -22,8 +22,7 @@ use anyhow::Context;
 use gridcast_bank::Bank;
 use gridcast_engine::Catalog;
 use gridcast_scheduler::{
-    AlwaysHeld, Clock, EngineCatalog, Ports, ScheduleConfig, Scheduler, SchedulerConfig,
-    SystemClock, Warning,
+    Clock, EngineCatalog, Ports, ScheduleConfig, Scheduler, SchedulerConfig, SystemClock, Warning,
 };
 use gridcast_store::Store;
 use tokio::task::JoinHandle;
@@ -35,7 +34,7 @@ pub use metrics::CycleMetrics;
 #[allow(unused_imports)]
 pub use outcome::{RUN_PHASE, record_job_outcome, record_outcome, spawn_outcome_sweeper};
 #[allow(unused_imports)]
-pub use submitter::{StoreSubmitter, SubmitLimits, scheduler_state};
+pub use submitter::{StoreLease, StoreSubmitter, SubmitLimits, scheduler_state};
 pub use verifier::EngineVerifier;
 
 /// Settings of the scheduler inside the service.
@@ -84,7 +83,7 @@ impl Cycles {
         });
         let ports = Ports {
             submitter: Arc::new(StoreSubmitter::new(store.clone(), catalog, config.limits)),
-            lease: Arc::new(AlwaysHeld),
+            lease: Arc::new(StoreLease::new(store.clone())),
             inputs: engine_catalog.clone(),
             catalog: engine_catalog,
             verifier,

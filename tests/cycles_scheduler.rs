@@ -202,24 +202,32 @@ async fn cycle_without_history_fails() {
     assert!(reason.contains("rejected"), "{reason}");
 }
 
+/// Two scheduler processes on one store: the lease in the store makes the first the
+/// active one, and the second stands by without planning or submitting anything.
 #[tokio::test]
-async fn second_scheduler_gets_existing_job() {
+async fn second_scheduler_stands_by_while_the_first_holds_the_lease() {
     let fixture = Fixture::new().await;
     let first = fixture.cycles("first.sqlite", false);
     let second = fixture.cycles("second.sqlite", false);
 
     fixture.clock.set(utc(6, 0, 0, 30));
     assert_eq!(first.scheduler.tick().await.submitted, 1);
-    second.scheduler.tick().await;
+    let standby = second.scheduler.tick().await;
+    assert_eq!(standby.submitted, 0, "{standby:?}");
 
     let jobs = fixture.jobs().await;
     assert_eq!(jobs.len(), 1, "the store must hold one job for the cycle");
     let cycle_time = utc(6, 0, 0, 0);
     let first_cycle = first.bank.cycle(SCHEDULE_ID, cycle_time).unwrap().unwrap();
-    let second_cycle = second.bank.cycle(SCHEDULE_ID, cycle_time).unwrap().unwrap();
-    let job_id = jobs[0].id.to_string();
-    assert_eq!(first_cycle.job_id.as_deref(), Some(job_id.as_str()));
-    assert_eq!(second_cycle.job_id.as_deref(), Some(job_id.as_str()));
+    assert_eq!(first_cycle.job_id, Some(jobs[0].id.to_string()));
+    assert!(
+        second
+            .bank
+            .cycle(SCHEDULE_ID, cycle_time)
+            .unwrap()
+            .is_none(),
+        "the standby scheduler planned a cycle"
+    );
 }
 
 fn storm_request(lead_hours: u32) -> ForecastRequest {

@@ -164,3 +164,52 @@ fn submit_error(key: &str, err: StoreError) -> SubmitError {
         },
     }
 }
+
+/// Leadership among scheduler processes through a lease row in the job store: the
+/// holder renews it at every tick, and a standby takes over once it lapses.
+pub struct StoreLease {
+    store: Store,
+    holder: String,
+    held: std::sync::atomic::AtomicBool,
+}
+
+/// Lease length: three and a half 10 s scheduler ticks, so one slow tick does not hand
+/// leadership over, and a dead scheduler is replaced within about 35 s.
+const SCHEDULER_LEASE: std::time::Duration = std::time::Duration::from_secs(35);
+
+impl StoreLease {
+    pub fn new(store: Store) -> StoreLease {
+        let suffix = &Uuid::new_v4().simple().to_string()[..8];
+        StoreLease {
+            store,
+            holder: format!("scheduler-{}-{suffix}", std::process::id()),
+            held: Default::default(),
+        }
+    }
+}
+
+impl gridcast_scheduler::SchedulerLease for StoreLease {
+    fn acquire(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let acquired = match self.store.now().await {
+                Ok(now) => self
+                    .store
+                    .acquire_lease("scheduler", &self.holder, SCHEDULER_LEASE, now)
+                    .await
+                    .map_err(|err| err.to_string()),
+                Err(err) => Err(err.to_string()),
+            };
+            let held = acquired.as_ref().is_ok_and(|held| *held);
+            if let Err(message) = &acquired {
+                tracing::warn!(error = %message, "renewing the scheduler lease failed");
+            }
+            let was = self.held.swap(held, std::sync::atomic::Ordering::Relaxed);
+            if held && !was {
+                tracing::info!(holder = %self.holder, "this process is now the active scheduler");
+            } else if !held && was {
+                tracing::warn!(holder = %self.holder, "lost the scheduler lease; standing by");
+            }
+            held
+        })
+    }
+}

@@ -15,6 +15,7 @@ mod error;
 mod job;
 mod jobs;
 mod keys;
+mod leases;
 mod queue;
 mod results;
 mod row;

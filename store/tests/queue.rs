@@ -615,7 +615,63 @@ async fn concurrent_claims_take_each_job_once(backend: Backend) {
     assert_eq!(claimed, submitted, "each job claimed once, none missed");
 }
 
+/// One holder at a time: a second process is refused while the lease runs, takes it
+/// over once it expires, and the first is refused from then on.
+async fn lease_elects_one_holder(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
+    let lease = Duration::from_secs(30);
+    assert!(
+        store
+            .acquire_lease("scheduler", "a", lease, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("scheduler", "b", lease, t0())
+            .await
+            .unwrap()
+    );
+    let renewed = t0() + seconds(20);
+    assert!(
+        store
+            .acquire_lease("scheduler", "a", lease, renewed)
+            .await
+            .unwrap()
+    );
+    // a's renewal runs until t0 + 50 s: b is still refused at t0 + 40 s.
+    let before_expiry = t0() + seconds(40);
+    assert!(
+        !store
+            .acquire_lease("scheduler", "b", lease, before_expiry)
+            .await
+            .unwrap()
+    );
+    let after_expiry = t0() + seconds(51);
+    assert!(
+        store
+            .acquire_lease("scheduler", "b", lease, after_expiry)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .acquire_lease("scheduler", "a", lease, after_expiry)
+            .await
+            .unwrap()
+    );
+    // Leases of other names are independent.
+    assert!(
+        store
+            .acquire_lease("other", "a", lease, after_expiry)
+            .await
+            .unwrap()
+    );
+}
+
 on_both_backends!(
+    lease_elects_one_holder,
     concurrent_claims_take_each_job_once,
     submit_and_read_back,
     state_survives_reopen,
