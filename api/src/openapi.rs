@@ -136,11 +136,12 @@ pub fn openapi_document() -> Value {
                 }
             },
             "/health": {
-                "get": { "summary": "Liveness", "responses": { "200": { "description": "{\"status\": \"ok\"}" } } }
+                "get": { "summary": "Liveness", "security": [], "responses": { "200": { "description": "{\"status\": \"ok\"}" } } }
             },
             "/ready": {
                 "get": {
                     "summary": "Readiness of storage, queue and model catalog",
+                    "security": [],
                     "responses": {
                         "200": { "description": "Ready" },
                         "503": { "description": "Not ready; the body lists the failing checks" }
@@ -150,11 +151,12 @@ pub fn openapi_document() -> Value {
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics, text format",
+                    "security": [],
                     "responses": { "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } }
                 }
             },
             "/openapi.json": {
-                "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3 document" } } }
+                "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI 3 document" } } }
             }
         },
         "components": {
