@@ -26,21 +26,28 @@ fn with_step_delay(seconds: &str) -> Vec<&str> {
     flags
 }
 
-#[tokio::test]
-async fn killed_worker_job_completes_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut deployment = Deployment::distributed(dir.path(), 0, &FAST_LEASE).await;
+/// Starts a deployment with one slow worker (1 s per rollout step) and returns it with
+/// the id of a job that worker has begun, once at least one step is done.
+async fn job_running_on_slow_worker(dir: &Path, client: &reqwest::Client) -> (Deployment, String) {
+    let mut deployment = Deployment::distributed(dir, 0, &FAST_LEASE).await;
     deployment.add_worker(&with_step_delay("1"));
-    let client = reqwest::Client::new();
-    let id = submit_storm_job(&client, &deployment.api).await;
+    let id = submit_storm_job(client, &deployment.api).await;
     poll_job(
-        &client,
+        client,
         &deployment.api,
         &id,
         Duration::from_secs(30),
         |job| job["state"] == "running" && job["progress"]["steps_done"].as_u64() >= Some(1),
     )
     .await;
+    (deployment, id)
+}
+
+#[tokio::test]
+async fn killed_worker_job_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let (mut deployment, id) = job_running_on_slow_worker(dir.path(), &client).await;
 
     // SIGKILL: the worker runs no shutdown code and keeps its lease until it expires.
     let killed = &mut deployment.workers[0].child;
@@ -71,18 +78,8 @@ async fn killed_worker_job_completes_once() {
 #[tokio::test]
 async fn terminated_worker_hands_its_job_back() {
     let dir = tempfile::tempdir().unwrap();
-    let mut deployment = Deployment::distributed(dir.path(), 0, &FAST_LEASE).await;
-    deployment.add_worker(&with_step_delay("1"));
     let client = reqwest::Client::new();
-    let id = submit_storm_job(&client, &deployment.api).await;
-    poll_job(
-        &client,
-        &deployment.api,
-        &id,
-        Duration::from_secs(30),
-        |job| job["state"] == "running" && job["progress"]["steps_done"].as_u64() >= Some(1),
-    )
-    .await;
+    let (mut deployment, id) = job_running_on_slow_worker(dir.path(), &client).await;
 
     let worker = &mut deployment.workers[0].child;
     let status = Command::new("kill")

@@ -76,27 +76,27 @@ impl Store {
             );
         }
         let expires_at = lease_end(now, lease_for);
+        // The Postgres claim locks its row so concurrent claimers skip it; SQLite runs
+        // one writer at a time and needs no lock.
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
+                     lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
+                     started_at = COALESCE(started_at, $4), updated_at = $4 \
+                     WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
+                     ((state = 'queued' AND run_after <= $4) OR \
+                     (state = 'running' AND lease_expires_at < $4)) \
+                     ORDER BY priority DESC, seq LIMIT 1",
+                    $lock,
+                    ") RETURNING ",
+                    job_columns!()
+                )
+            };
+        }
         let row: Option<JobRecord> = on_db!(self, pool => sqlx::query_as(match self.dialect() {
-            Dialect::Sqlite => concat!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
-                 lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
-                 started_at = COALESCE(started_at, $4), updated_at = $4 \
-                 WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
-                 ((state = 'queued' AND run_after <= $4) OR \
-                 (state = 'running' AND lease_expires_at < $4)) \
-                 ORDER BY priority DESC, seq LIMIT 1) RETURNING ",
-                job_columns!()
-            ),
-            Dialect::Postgres => concat!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
-                 lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
-                 started_at = COALESCE(started_at, $4), updated_at = $4 \
-                 WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
-                 ((state = 'queued' AND run_after <= $4) OR \
-                 (state = 'running' AND lease_expires_at < $4)) \
-                 ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
-                job_columns!()
-            ),
+            Dialect::Sqlite => claim_sql!(""),
+            Dialect::Postgres => claim_sql!(" FOR UPDATE SKIP LOCKED"),
         })
         .bind(&worker.worker)
         .bind(to_millis(expires_at))
