@@ -3,7 +3,7 @@
 //! With keys required, every request but `/health`, `/ready`, `/metrics` and
 //! `/openapi.json` carries `Authorization: Bearer KEY`. Reads need the `read` role,
 //! submissions and cancellations `submit`, schedule changes `admin`. A key sees only
-//! its tenant's jobs, except an `admin` key, which may read all. Keys off is meant for the
+//! its tenant's jobs, except an `admin` key, which may read all of them. Keys off is meant for the
 //! embedded service on loopback: every request then acts as an admin without a tenant.
 
 use std::collections::HashMap;
@@ -58,8 +58,8 @@ impl Principal {
         }
     }
 
-    /// Whether this principal may see `job`. The API reports another tenant's job as
-    /// not found, so ids of other tenants cannot be probed.
+    /// Returns whether this principal may see `job`. The API reports another tenant's
+    /// job as not found, so ids of other tenants cannot be probed.
     pub fn can_see(&self, job: &Job) -> bool {
         match self.visible_tenant() {
             None => true,

@@ -199,17 +199,19 @@ impl gridcast_scheduler::SchedulerLease for StoreLease {
                     .map_err(|err| err.to_string()),
                 Err(err) => Err(err.to_string()),
             };
-            let held = acquired.as_ref().is_ok_and(|held| *held);
+            let holds_now = acquired.as_ref().is_ok_and(|held| *held);
             if let Err(message) = &acquired {
                 tracing::warn!(error = %message, "renewing the scheduler lease failed");
             }
-            let was = self.held.swap(held, std::sync::atomic::Ordering::Relaxed);
-            if held && !was {
+            let held_before = self
+                .held
+                .swap(holds_now, std::sync::atomic::Ordering::Relaxed);
+            if holds_now && !held_before {
                 tracing::info!(holder = %self.holder, "this process is now the active scheduler");
-            } else if !held && was {
+            } else if !holds_now && held_before {
                 tracing::warn!(holder = %self.holder, "lost the scheduler lease; standing by");
             }
-            held
+            holds_now
         })
     }
 }

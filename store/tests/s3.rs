@@ -34,7 +34,7 @@ async fn results_round_trip_under_prefix() {
     assert_eq!(store.delete_other_attempts(job, &second).await.unwrap(), 1);
     assert_eq!(store.list_job(job).await.unwrap(), vec![second.clone()]);
 
-    // The prefix really scopes the keys: the bucket root holds them under `cycles/`.
+    // The prefix really scopes the keys: the bucket root contains them under `cycles/`.
     let root = ResultStore::open_with_options("s3://gridcast-results", server.options()).unwrap();
     assert_eq!(
         root.get(&format!("cycles/{second}")).await.unwrap(),

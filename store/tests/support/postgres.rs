@@ -54,7 +54,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let name = self.name.clone();
-        let shown = self.name.clone();
+        let name_for_note = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on itself.
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,7 +73,7 @@ impl Drop for TestDatabase {
         })
         .join();
         if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("note: test database {shown} was not dropped");
+            eprintln!("note: test database {name_for_note} was not dropped");
         }
     }
 }

@@ -62,7 +62,7 @@ impl S3Server {
         .collect()
     }
 
-    /// The same settings as the environment variables a gridcast process reads.
+    /// Returns the same settings as the environment variables a gridcast process reads.
     pub fn env(&self) -> Vec<(String, String)> {
         self.options()
             .into_iter()
