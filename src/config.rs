@@ -170,7 +170,21 @@ pub struct ServiceConfig {
 pub fn read_file_settings(path: &Path) -> anyhow::Result<FileSettings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    toml::from_str(&text).map_err(|err| {
+        // toml's own message quotes the offending line, which may hold a database
+        // password; report the position and the reason only.
+        let line = err
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        match line {
+            Some(line) => anyhow::anyhow!(
+                "invalid config file {} at line {line}: {}",
+                path.display(),
+                err.message()
+            ),
+            None => anyhow::anyhow!("invalid config file {}: {}", path.display(), err.message()),
+        }
+    })
 }
 
 impl ServiceArgs {
@@ -379,6 +393,17 @@ fn seconds(setting: &str, value: f64) -> anyhow::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_syntax_error_hides_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        // An unterminated string: toml's own message would quote the whole line.
+        std::fs::write(&path, "database_url = \"postgres://u:Sup3rSecret@h/db\n").unwrap();
+        let err = format!("{:#}", read_file_settings(&path).unwrap_err());
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("Sup3rSecret"), "{err}");
+    }
 
     #[test]
     fn defaults_validate() {

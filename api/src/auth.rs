@@ -203,7 +203,11 @@ async fn identify(
     let key = value
         .to_str()
         .ok()
-        .and_then(|text| text.strip_prefix("Bearer "))
+        .and_then(|text| {
+            // The scheme name is case-insensitive (RFC 7235).
+            let (scheme, key) = text.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
+        })
         .map(str::trim)
         .filter(|key| !key.is_empty())
         .ok_or_else(|| unauthenticated("the Authorization header must read `Bearer KEY`"))?;

@@ -122,6 +122,19 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidTransition { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_state", error.to_string())
             }
+            // A committed result whose object is gone: lost storage, not an outage, so
+            // retrying would never help.
+            StoreError::ObjectStore(object_store::Error::NotFound { path, .. }) => {
+                tracing::error!(object = %path, "a committed result object is missing");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "result_missing",
+                    format!(
+                        "the stored result object {path} is missing from the result store; \
+                         resubmit the job"
+                    ),
+                )
+            }
             // The database or object store is unreachable: a condition the client can
             // wait out, not a bug. Nothing was written (each write is one statement).
             StoreError::Database(_) | StoreError::ObjectStore(_) => {

@@ -116,6 +116,22 @@ async fn result_download_after_success() {
     let cancel = app.delete(&format!("/v1/jobs/{id}")).await;
     assert_eq!(cancel.status, StatusCode::CONFLICT);
     assert_eq!(cancel.json()["error"]["code"], "invalid_state");
+
+    // A committed result whose object was lost is a server fault, not an outage: 500
+    // naming the object, never a retryable 503.
+    let key = app
+        .store
+        .job(id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .result_key
+        .unwrap();
+    app.store.results().delete(&key).await.unwrap();
+    let lost = app.get(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(lost.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(lost.json()["error"]["code"], "result_missing");
+    assert!(!lost.headers.contains_key("retry-after"));
 }
 
 /// Checks `format=json` subsetting against the netCDF file itself.

@@ -88,7 +88,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     println!("revoked key {id}");
                     Ok(())
                 } else {
-                    bail!("no live key has id `{id}`; `gridcast keys list` shows the ids")
+                    // Someone may pass the whole key by mistake: never echo a secret.
+                    let shown = if id.starts_with("gck_") {
+                        "gck_…"
+                    } else {
+                        id.as_str()
+                    };
+                    bail!("no live key has id `{shown}`; `gridcast keys list` shows the ids")
                 }
             }
         };

@@ -126,8 +126,11 @@ pub fn migrate(args: Args) -> anyhow::Result<()> {
 /// colours only when stderr is a terminal.
 pub fn init_tracing(format: LogFormat, default_level: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // Postgres notices such as "relation already exists, skipping" from the
+        // start-up migration check are not worth an info line per start.
+        tracing_subscriber::EnvFilter::new(format!("{default_level},sqlx::postgres::notice=warn"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -205,6 +208,14 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
     let device = resolve_device(&config.device)?;
     if roles.workers {
         remove_stale_scratch(&config.data_dir.join("scratch"), config.lease);
+    }
+    if let Err(err) = store.check_ready().await {
+        tracing::error!(
+            error = %err,
+            results = %config.results_url,
+            "the result store is not reachable: check the bucket exists and the AWS_* \
+             settings; /ready reports 503 until it is"
+        );
     }
     let catalog = open_catalog(config).await?;
     let registry = prometheus::Registry::new();

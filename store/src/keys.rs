@@ -101,7 +101,7 @@ fn check_tenant(tenant: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::InvalidValue {
             what: "tenant",
-            message: format!("`{tenant}` must be 1 to 64 letters, digits, `-` or `_`"),
+            message: format!("`{tenant}` must be 1 to 64 ASCII letters, digits, `-` or `_`"),
         })
     }
 }
