@@ -171,6 +171,8 @@ pub struct StoreLease {
     store: Store,
     holder: String,
     held: std::sync::atomic::AtomicBool,
+    /// Set once the first standby message is logged, so a standby logs it once.
+    announced_standby: std::sync::atomic::AtomicBool,
 }
 
 /// Lease length: three and a half 10 s scheduler ticks, so one slow tick does not hand
@@ -184,6 +186,7 @@ impl StoreLease {
             store,
             holder: format!("scheduler-{}-{suffix}", std::process::id()),
             held: Default::default(),
+            announced_standby: Default::default(),
         }
     }
 }
@@ -210,6 +213,15 @@ impl gridcast_scheduler::SchedulerLease for StoreLease {
                 tracing::info!(holder = %self.holder, "this process is now the active scheduler");
             } else if !holds_now && held_before {
                 tracing::warn!(holder = %self.holder, "lost the scheduler lease; standing by");
+            } else if !holds_now
+                && !self
+                    .announced_standby
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::info!(
+                    holder = %self.holder,
+                    "another scheduler holds the lease; standing by until it lapses"
+                );
             }
             holds_now
         })

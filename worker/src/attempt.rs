@@ -174,7 +174,10 @@ impl Worker {
                             stop.get_or_insert(StopReason::CancelRequested);
                         }
                         Ok(Heartbeat::Lost) => {
-                            tracing::warn!("lease lost to another worker; stopping and discarding this attempt");
+                            // Later heartbeats until the run stops find the same loss.
+                            if stop != Some(StopReason::LeaseLost) {
+                                tracing::warn!("lease lost to another worker; stopping and discarding this attempt");
+                            }
                             stop = Some(StopReason::LeaseLost);
                         }
                         Err(err) => {
