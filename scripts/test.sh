@@ -2,8 +2,8 @@
 # Runs gridcast's whole test suite: the README's test command.
 #
 # The interoperability tests open gridcast's netCDF output in Python xarray, and the
-# S3 tests run against moto's S3-compatible server, so this installs the pinned Python
-# packages from PyPI first; pip leaves versions that already match alone. The Postgres
+# S3 tests run against moto's S3-compatible server. So this installs the pinned Python
+# packages from PyPI first. pip leaves versions that already match alone. The Postgres
 # tests use the server at 127.0.0.1:5432 (GRIDCAST_TEST_POSTGRES_URL overrides it).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -359,7 +359,7 @@ impl FileSettings {
 }
 
 /// Checks `auth` against the listen address: keys may be off only on loopback, where
-/// nobody but local users can reach the service.
+/// only local users can reach the service.
 fn auth_mode(auth: Option<&str>, listen: SocketAddr) -> anyhow::Result<gridcast_api::AuthMode> {
     use gridcast_api::AuthMode;
     let loopback = listen.ip().is_loopback();

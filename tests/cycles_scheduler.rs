@@ -203,7 +203,7 @@ async fn cycle_without_history_fails() {
 }
 
 /// Two scheduler processes on one store: the lease in the store makes the first the
-/// active one, and the second stands by without planning or submitting anything.
+/// active one, and the second waits without planning or submitting anything.
 #[tokio::test]
 async fn second_scheduler_stands_by_while_the_first_holds_the_lease() {
     let fixture = Fixture::new().await;

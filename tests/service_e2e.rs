@@ -33,9 +33,9 @@ async fn distributed_result_equals_forecast_command() {
         let metrics = client.get(server.url("/metrics")).send().await.unwrap();
         assert_eq!(metrics.status(), 200, "{} /metrics", server.base);
     }
-    // The worker ran in another process, so the scheduler learns of the finished job
-    // by sweeping the shared store (every 5 s) and records it in its ReasoningBank;
-    // its metrics copy the bank's outcome count every 5 s.
+    // The worker ran in another process, so the scheduler finds the finished job by
+    // sweeping the shared store every 5 s and records it in its ReasoningBank. Its
+    // metrics copy the bank's outcome count every 5 s.
     let started = std::time::Instant::now();
     loop {
         let metrics = client

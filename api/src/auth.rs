@@ -2,7 +2,7 @@
 //!
 //! With keys required, every request but `/health`, `/ready`, `/metrics` and
 //! `/openapi.json` carries `Authorization: Bearer KEY`. Reads need the `read` role,
-//! submissions and cancellations `submit`, schedule changes `admin`. A key sees only
+//! submissions and cancellations `submit`, schedule changes `admin`. A key reads only
 //! its tenant's jobs, except an `admin` key, which may read all of them. Keys off is meant for the
 //! embedded service on loopback: every request then acts as an admin without a tenant.
 

@@ -67,7 +67,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: refreshes the job gauges from the store, then encodes every series.
-/// With the store unreachable it still answers, with `gridcast_database_up` 0 and the
+/// With the store unreachable it still responds, with `gridcast_database_up` 0 and the
 /// job gauges as last read, so the outage itself is visible to Prometheus.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     if let Some(stats) = state.store.wakeup_stats() {

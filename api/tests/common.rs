@@ -2,7 +2,7 @@
 //!
 //! The suite runs in two configurations. By default the store is embedded (SQLite and
 //! local files). With `GRIDCAST_TEST_BACKEND=distributed` it is a fresh PostgreSQL
-//! database on the machine's server and a bucket on a moto S3 server the test starts;
+//! database on the machine's server and a bucket on a moto S3 server the test starts.
 //! `scripts/test.sh` runs the API tests both ways.
 
 #![allow(dead_code)]

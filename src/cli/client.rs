@@ -99,8 +99,10 @@ impl ApiClient {
         let Some(key) = key else {
             return Ok(self);
         };
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| anyhow::anyhow!("--api-key holds characters a header cannot carry"))?;
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                anyhow::anyhow!("--api-key contains characters that are invalid in an HTTP header")
+            })?;
         value.set_sensitive(true);
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, value);

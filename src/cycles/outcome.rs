@@ -195,8 +195,8 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Records the outcome of every finished job that the bank lacks, reading the shared
 /// store, until `shutdown`. A scheduler process runs it when the workers are other
 /// processes, which cannot reach its bank file. Jobs are read in `seq` order from a
-/// cursor that passes a job only once it is finished, so none is skipped; jobs the bank
-/// already holds are not recorded again.
+/// cursor that passes a job only once it is finished, so none is skipped. Jobs the bank
+/// already contains are not recorded again.
 pub fn spawn_outcome_sweeper(
     bank: std::sync::Arc<Bank>,
     catalog: std::sync::Arc<Catalog>,

@@ -232,8 +232,8 @@ impl Store {
         match job.state {
             JobState::Cancelled if queued == 1 => Ok(Some(CancelOutcome::Cancelled(job))),
             // The request reached a running job. Its worker may have stopped it before
-            // the read above, so the job can already show `cancelled`; the outcome is
-            // still "requested", decided by the update.
+            // the read above, so the job can already show `cancelled`. The update
+            // decides the outcome, which is still "requested".
             _ if requested == 1 => Ok(Some(CancelOutcome::Requested(job))),
             JobState::Cancelled => Ok(Some(CancelOutcome::AlreadyCancelled(job))),
             JobState::Running => Ok(Some(CancelOutcome::Requested(job))),

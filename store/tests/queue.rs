@@ -615,12 +615,13 @@ async fn concurrent_claims_take_each_job_once(backend: Backend) {
     assert_eq!(claimed, submitted, "each job claimed once, none missed");
 }
 
-/// One holder at a time: a second process is refused while the lease runs, takes it
-/// over once it expires, and the first is refused from then on.
+/// Checks that a lease has one holder at a time: a second process is rejected while the
+/// lease runs, takes it over once it expires, and the first is rejected from then on.
 async fn lease_elects_one_holder(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let store = fx.store.clone();
     let lease = Duration::from_secs(30);
+
     assert!(
         store
             .acquire_lease("scheduler", "a", lease, t0())
