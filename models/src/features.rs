@@ -110,12 +110,23 @@ pub struct StepInput<'a> {
     pub climate_change: &'a Tensor,
 }
 
+/// Runs the network in place of [`network::forward`] at inference, for example a CPU
+/// kernel outside candle. It must compute what `network::forward` computes with the same
+/// parameters; training always uses candle, because it needs gradients.
+pub trait NetworkForward: Send + Sync + std::fmt::Debug {
+    /// Maps `input` `[batch, input_channels, lat, lon]` to `[batch, output_channels,
+    /// lat, lon]` on the device of `input`.
+    fn forward(&self, input: &Tensor) -> Result<Tensor, ModelError>;
+}
+
 /// The shared context of a network: layout, weights, scales and static channels.
 pub struct NetworkContext<'a> {
     pub arch: &'a Architecture,
     pub params: &'a Params,
     pub scales: &'a Scales,
     pub static_channels: &'a Tensor,
+    /// Replaces candle's forward pass when set; `None` runs [`network::forward`].
+    pub forward: Option<&'a dyn NetworkForward>,
 }
 
 /// Predicts the normalised state one step after `input.z_now`.
@@ -136,7 +147,10 @@ pub fn predict_normalized(
         .broadcast_as((batch, STATIC_CHANNELS, n_lat, n_lon))?
         .contiguous()?;
     let features = Tensor::cat(&[input.z_now, &trend, &climate_change, &coords], 1)?;
-    let output = network::forward(ctx.arch, ctx.params, &features)?;
+    let output = match ctx.forward {
+        Some(runner) => runner.forward(&features)?,
+        None => network::forward(ctx.arch, ctx.params, &features)?,
+    };
     Ok((input.z_now + output.broadcast_mul(&ctx.scales.tendency_over_std)?)?)
 }
 

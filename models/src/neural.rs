@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
 use crate::{
     Climatology, Forecaster, FrameShape, Manifest, ModelError,
-    features::{self, NetworkContext, Scales, StepInput},
+    features::{self, NetworkContext, NetworkForward, Scales, StepInput},
     manifest::sha256_hex,
     network::{self, Params, UNET2},
 };
@@ -23,6 +24,8 @@ pub struct NeuralModel {
     climatology: Climatology,
     scales: Scales,
     static_channels: Tensor,
+    /// Inference forward pass in place of candle's, if one was installed.
+    forward: Option<Arc<dyn NetworkForward>>,
 }
 
 /// Loads `manifest.json` and the weights file it names from `dir` onto `device`,
@@ -121,6 +124,7 @@ impl NeuralModel {
             climatology,
             scales,
             static_channels,
+            forward: None,
         })
     }
 
@@ -132,6 +136,22 @@ impl NeuralModel {
     /// The training climatology, for ACC anomalies and the climatology baseline.
     pub fn climatology(&self) -> &Climatology {
         &self.climatology
+    }
+
+    /// The network parameters by name, as [`crate::network::param_shapes`] lists them.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Runs `forward` instead of candle's forward pass in [`Forecaster::step`]. The
+    /// caller vouches that it computes the same network with these parameters.
+    pub fn set_forward(&mut self, forward: Arc<dyn NetworkForward>) {
+        self.forward = Some(forward);
+    }
+
+    /// Whether [`NeuralModel::set_forward`] replaced candle's forward pass.
+    pub fn has_custom_forward(&self) -> bool {
+        self.forward.is_some()
     }
 
     /// Device the weights live on.
@@ -215,6 +235,7 @@ impl Forecaster for NeuralModel {
             params: &self.params,
             scales: &self.scales,
             static_channels: &self.static_channels,
+            forward: self.forward.as_deref(),
         };
         let input = StepInput {
             z_prev: &z_prev,

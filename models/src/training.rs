@@ -276,6 +276,7 @@ fn window_loss(
         params,
         scales: &setup.scales,
         static_channels: &setup.static_channels,
+        forward: None,
     };
     let start_valid = pick(&f.valid, 0)?;
     let trend_valid = (pick(&f.valid, -1)? * &start_valid)?;
