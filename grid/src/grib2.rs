@@ -13,6 +13,8 @@ use crate::GridError;
 use crate::grid::{Grid, Reorder};
 use crate::netcdf::BYTES_PATH;
 
+mod counts;
+
 /// Upper bound on grid points per message (2^27, a 1 GiB f32 field). A 0.025-degree
 /// global grid has 1.04e8 points; anything larger is treated as a corrupt header so
 /// that a bad file cannot exhaust memory.
@@ -242,12 +244,12 @@ fn decode_field<R>(
         .map_err(|e| fail(format!("unsupported scanning mode: {e}")))?;
     drop(submessage);
 
+    // The grib crate 0.20.2 trusts the Section 5 counts and can allocate far more
+    // memory than the grid needs on corrupt ones, so they are checked first.
+    counts::check_declared_counts(&sections, ni * nj).map_err(fail)?;
     let decoder =
         grib::Grib2SubmessageDecoder::new(ni * nj, sections.sect5, sections.sect6, sections.sect7)
             .map_err(|e| fail(format!("cannot set up decoding: {e}")))?;
-    // NOTE: corrupt complex-packing group lengths can make grib 0.20.2 allocate
-    // without bound here (found by fuzzing), so GRIB2 input must come from trusted
-    // sources until that crate bounds them.
     let values = decoder
         .dispatch()
         .map_err(|e| fail(format!("cannot decode values: {e}")))?;

@@ -303,3 +303,116 @@ fn complex_packing_overflow_is_an_error() {
         assert!(result.is_err(), "corrupt file accepted");
     }
 }
+
+/// Found by the `grib2_reader` fuzz target: octets 43-46 of Section 5 (true length
+/// of the last group) hold 3,342,139,392 for a field of 10,512 data points, and the
+/// last group is constant (width 0). The grib crate 0.20.2 allocates the whole
+/// group at once, which is 27 GB, so the reader has to reject it first.
+#[test]
+fn huge_complex_packing_group_rejected() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/fuzz/grib2-complex-packing-huge-group.grib2");
+    let bytes = std::fs::read(path).unwrap();
+    let err = grib2_from_bytes(&bytes).unwrap_err();
+    assert!(matches!(err, GridError::GribMessage { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("message 0.0"), "{text}");
+    assert!(text.contains("last group"), "{text}");
+    assert!(text.contains("3342139392"), "{text}");
+    assert!(text.contains("10512 data points"), "{text}");
+}
+
+/// Start of Section `number` in one GRIB2 message.
+fn section_start(message: &[u8], number: u8) -> usize {
+    let mut pos = 16;
+    while message[pos + 4] != number {
+        pos += u32::from_be_bytes(message[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    pos
+}
+
+/// Each Section 5 count that cannot fit the grid or Section 7 is rejected before
+/// decoding, with the octets and the value in the message. The first GFS message
+/// uses template 5.3 on 10,512 points with NG = 740 groups.
+#[test]
+fn inconsistent_section5_counts_rejected() {
+    let bytes = std::fs::read(data("gfs.t12z.pgrbf120.2p5deg.grib2")).unwrap();
+    let (message, _) = first_message(&bytes);
+    let s5 = section_start(&message, 5);
+    assert!(grib2_from_bytes(&message).is_ok());
+
+    // (1-based octet of Section 5, new bytes, expected text in the error)
+    let cases: [(usize, Vec<u8>, &str); 10] = [
+        (
+            6,
+            10_513u32.to_be_bytes().to_vec(),
+            "10513 data points (octets 6-9)",
+        ),
+        (
+            6,
+            10_511u32.to_be_bytes().to_vec(),
+            "10511 data points (octets 6-9)",
+        ),
+        (20, vec![33], "octet 20 of Section 5) is 33"),
+        (37, vec![40], "octet 37 of Section 5) is 40"),
+        (47, vec![255], "octet 47 of Section 5) is 255"),
+        (
+            32,
+            0u32.to_be_bytes().to_vec(),
+            "NG (octets 32-35 of Section 5) is 0",
+        ),
+        (
+            32,
+            10_513u32.to_be_bytes().to_vec(),
+            "NG (octets 32-35 of Section 5) is 10513",
+        ),
+        (
+            32,
+            10_000u32.to_be_bytes().to_vec(),
+            "descriptors of 10000 groups need",
+        ),
+        (
+            43,
+            10_513u32.to_be_bytes().to_vec(),
+            "octets 43-46 of Section 5) is 10513",
+        ),
+        (
+            43,
+            31u32.to_be_bytes().to_vec(),
+            "group lengths add up to 10511",
+        ),
+    ];
+    for (octet, value, expected) in cases {
+        let mut edited = message.clone();
+        let start = s5 + octet - 1;
+        edited[start..start + value.len()].copy_from_slice(&value);
+        let err = grib2_from_bytes(&edited).unwrap_err();
+        assert!(
+            matches!(err, GridError::GribMessage { .. }),
+            "octet {octet}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(expected), "octet {octet}: {text}");
+    }
+}
+
+/// Spatial differencing settings decide where the group descriptors start in
+/// Section 7, so values outside code table 5.6 and the 1-4 octet range are rejected.
+#[test]
+fn invalid_spatial_differencing_rejected() {
+    let bytes = std::fs::read(data("gfs.t12z.pgrbf120.2p5deg.grib2")).unwrap();
+    let (message, _) = first_message(&bytes);
+    let s5 = section_start(&message, 5);
+    for (octet, value, expected) in [
+        (48, 0, "octet 48 of Section 5) is 0"),
+        (48, 255, "octet 48 of Section 5) is 255"),
+        (49, 0, "octet 49 of Section 5) is 0"),
+        (49, 5, "octet 49 of Section 5) is 5"),
+    ] {
+        let mut edited = message.clone();
+        edited[s5 + octet - 1] = value;
+        let err = grib2_from_bytes(&edited).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(expected), "octet {octet} = {value}: {text}");
+    }
+}
