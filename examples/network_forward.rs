@@ -1,11 +1,16 @@
-//! Times `gridcast_models::network::forward` of the shipped model on CPU and writes its
-//! input and output tensors as `.npy` files, so `benches/onnx/compare.py` can run the
-//! same network in ONNX Runtime on the same input and compare.
+//! Times the CPU forward pass of the shipped model's network and writes its input and
+//! output tensors as `.npy` files, so `benches/onnx/compare.py` can run the same
+//! network in ONNX Runtime on the same input and compare.
+//!
+//! `--backend kernel` (the default) times what forecasts run on the CPU: the direct
+//! convolution of `gridcast-kernels` behind `gridcast_engine::kernel_forward`.
+//! `--backend candle` times `gridcast_models::network::forward`, candle's
+//! convolutions, which training uses.
 //!
 //! The input is built from real storm-1996 analyses the way `NeuralModel::step` builds
 //! it (normalised state, trend, climatological change, coordinates), and the example
-//! first checks that `forward` on that input reproduces `step` exactly. Only
-//! `network::forward` is timed: feature assembly and the tendency update are a few
+//! first checks that candle's `forward` on that input reproduces `step` exactly. Only
+//! the network is timed: feature assembly and the tendency update are a few
 //! element-wise operations outside the convolution network.
 //!
 //! Run with `cargo run --release --example network_forward -- --out DIR`.
@@ -17,16 +22,31 @@ use anyhow::{Context, anyhow, bail, ensure};
 use candle_core::{D, Device, Tensor};
 use chrono::Timelike;
 use clap::Parser;
+use gridcast_engine::kernel_forward::KernelForward;
 use gridcast_grid::Dataset;
+use gridcast_models::features::NetworkForward;
 use gridcast_models::features::{self, Scales};
 use gridcast_models::manifest::Architecture;
 use gridcast_models::network::{self, Params};
 use gridcast_models::{Forecaster, Manifest, NeuralModel};
 use serde::Serialize;
 
+/// Which implementation of the network runs.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Backend {
+    /// The direct convolution in gridcast-kernels, as CPU forecasts run it.
+    Kernel,
+    /// candle's conv2d, as training runs it.
+    Candle,
+}
+
 #[derive(Parser)]
 #[command(about = "Time the shipped U-Net's CPU forward pass and dump its tensors")]
 struct Args {
+    /// Network implementation to time and dump.
+    #[arg(long, value_enum, default_value = "kernel")]
+    backend: Backend,
     /// Directory for the `.npy` tensors and `forward.json`; created if missing.
     #[arg(long)]
     out: PathBuf,
@@ -64,6 +84,7 @@ struct BatchReport {
 #[derive(Serialize)]
 struct Report {
     model_dir: String,
+    backend: Backend,
     threads: usize,
     /// Max abs difference between `step` and the state rebuilt from `forward`, in
     /// physical units over all variables.
@@ -80,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("failed to load the model in {}", model_dir.display()))?;
     let manifest = model.manifest();
     let params = load_params(&model_dir, manifest, &device)?;
+    let kernel = KernelForward::from_model(&model)?;
     let dataset_dir = root.join("data/storm-1996");
     // GridError is not Send + Sync, which `anyhow::Context` requires, so it is
     // formatted into the message.
@@ -94,7 +116,13 @@ fn main() -> anyhow::Result<()> {
         ensure!(batch > 0, "batch sizes must be positive, got 0");
         let inputs = build_inputs(&model, &params, &dataset, batch, args.now_hour)?;
         step_max_abs_diff = step_max_abs_diff.max(inputs.step_max_abs_diff);
-        let output = network::forward(&manifest.architecture, &params, &inputs.features)?;
+        let run = |input: &Tensor| -> anyhow::Result<Tensor> {
+            Ok(match args.backend {
+                Backend::Kernel => kernel.forward(input)?,
+                Backend::Candle => network::forward(&manifest.architecture, &params, input)?,
+            })
+        };
+        let output = run(&inputs.features)?;
 
         let input_file = format!("input_b{batch}.npy");
         let output_file = format!("output_b{batch}.npy");
@@ -102,12 +130,7 @@ fn main() -> anyhow::Result<()> {
         write_npy(&args.out.join(&output_file), &output)?;
 
         let (_, _, n_lat, n_lon) = inputs.features.dims4()?;
-        let times = time_forward(
-            &manifest.architecture,
-            &params,
-            &inputs.features,
-            args.seconds,
-        )?;
+        let times = time_forward(&run, &inputs.features, args.seconds)?;
         let flops = conv_flops(&manifest.architecture, batch, n_lat, n_lon);
         let report = summarise(
             batch,
@@ -130,6 +153,7 @@ fn main() -> anyhow::Result<()> {
 
     let report = Report {
         model_dir: model_dir.display().to_string(),
+        backend: args.backend,
         threads: candle_core::utils::get_num_threads(),
         step_max_abs_diff,
         batches,
@@ -253,19 +277,18 @@ fn build_inputs(
 /// Runs `forward` until `seconds` have passed (at least 10 times) after 3 warm-up
 /// runs, and returns each run's wall-clock time in seconds.
 fn time_forward(
-    arch: &Architecture,
-    params: &Params,
+    forward: &dyn Fn(&Tensor) -> anyhow::Result<Tensor>,
     input: &Tensor,
     seconds: f64,
 ) -> anyhow::Result<Vec<f64>> {
     for _ in 0..3 {
-        network::forward(arch, params, input)?;
+        forward(input)?;
     }
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < 10 || start.elapsed().as_secs_f64() < seconds {
         let t0 = Instant::now();
-        let out = network::forward(arch, params, input)?;
+        let out = forward(input)?;
         times.push(t0.elapsed().as_secs_f64());
         drop(out);
     }

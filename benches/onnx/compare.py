@@ -4,14 +4,16 @@
 One command runs both sides:
 
 1. `cargo run --release --example network_forward` builds the network input from
-   storm-1996 analyses, writes input and output tensors as .npy files and times
-   `gridcast_models::network::forward` at each batch size.
+   storm-1996 analyses, writes input and output tensors as .npy files and times the
+   network at each batch size. It runs twice: with `--backend kernel`, the direct
+   convolution of gridcast-kernels that CPU forecasts run ("gridcast"), and with
+   `--backend candle`, candle's conv2d that training runs ("candle").
 2. This script builds the same network as an ONNX graph from
    models/storm-cnn/model.safetensors and runs it with ONNX Runtime's CPU provider
    on the same input. It exits with an error unless every output value is within
-   --tolerance of gridcast's, and then times it at the same batch sizes.
+   --tolerance of each gridcast backend's, and then times it at the same batch sizes.
 3. Steps 1 and 2 repeat for --rounds rounds. The script then prints one Markdown
-   table with the median round's grid cells per second, the ratio, and achieved
+   table with the median round's grid cells per second, the ratios, and achieved
    GFLOP/s as a share of the peak FLOP/s that peak.c helps estimate (see
    peak_flops).
 
@@ -100,8 +102,10 @@ def parse_args():
     return parser.parse_args()
 
 
-def run_gridcast(out_dir, batches, seconds):
-    """Run the Rust example, which writes the tensors and forward.json into out_dir."""
+def run_gridcast(out_dir, batches, seconds, backend):
+    """Run the Rust example with `backend`, which writes the tensors and forward.json
+    into out_dir/backend."""
+    out_dir = out_dir / backend
     command = [
         "cargo",
         "run",
@@ -116,10 +120,17 @@ def run_gridcast(out_dir, batches, seconds):
         ",".join(str(b) for b in batches),
         "--seconds",
         str(seconds),
+        "--backend",
+        backend,
     ]
     print("$", " ".join(command), flush=True)
     subprocess.run(command, cwd=REPO, check=True)
     return json.loads((out_dir / "forward.json").read_text())
+
+
+# Sides of the table: the kernel CPU forecasts run, candle's conv2d, ONNX Runtime.
+SIDES = ("gridcast", "candle", "ort")
+BACKENDS = {"gridcast": "kernel", "candle": "candle"}
 
 
 def build_graph(manifest, weights, n_lat, n_lon):
@@ -404,22 +415,23 @@ def main():
         return compare(args, batches, out_dir)
 
 
-def check_outputs(session, report, out_dir, tolerance):
+def check_outputs(session, report, out_dir, tolerance, side):
     """Run `session` on the input gridcast wrote and exit with an error unless every
     output value is within `tolerance` of gridcast's. Returns the input and the max
     abs difference."""
     batch = report["batch"]
+    out_dir = out_dir / BACKENDS[side]
     features = np.load(out_dir / report["input_file"])
     expected = np.load(out_dir / report["output_file"])
     (actual,) = session.run(["output"], {"input": features})
     if actual.shape != expected.shape:
         sys.exit(
             f"FAILED: batch {batch}: ONNX Runtime output shape {actual.shape} "
-            f"differs from gridcast's {expected.shape}"
+            f"differs from {side}'s {expected.shape}"
         )
     max_diff = float(np.max(np.abs(actual - expected)))
     print(
-        f"batch {batch}: max abs difference ONNX Runtime vs gridcast = {max_diff:.3g}"
+        f"batch {batch}: max abs difference ONNX Runtime vs {side} = {max_diff:.3g}"
     )
     if not max_diff <= tolerance:
         sys.exit(
@@ -451,32 +463,37 @@ def compare(args, batches, out_dir):
     measurements = {batch: [] for batch in batches}
     for round_index in range(args.rounds):
         print(f"round {round_index + 1} of {args.rounds}")
-        gridcast = run_gridcast(out_dir, batches, args.seconds)
-        for report in gridcast["batches"]:
-            batch = report["batch"]
-            features, max_diff = check_outputs(session, report, out_dir, args.tolerance)
-            flops = conv_flops(manifest, weights, batch, n_lat, n_lon)
-            if flops != report["flops_per_forward"]:
-                sys.exit(
-                    f"FAILED: batch {batch}: FLOP count {flops} differs from the Rust "
-                    f"example's {report['flops_per_forward']}"
+        reports = {
+            side: run_gridcast(out_dir, batches, args.seconds, BACKENDS[side])
+            for side in ("gridcast", "candle")
+        }
+        for index, batch in enumerate(batches):
+            measured = {}
+            for side, report in reports.items():
+                report = report["batches"][index]
+                features, max_diff = check_outputs(
+                    session, report, out_dir, args.tolerance, side
                 )
+                flops = conv_flops(manifest, weights, batch, n_lat, n_lon)
+                if flops != report["flops_per_forward"]:
+                    sys.exit(
+                        f"FAILED: batch {batch}: FLOP count {flops} differs from the "
+                        f"Rust example's {report['flops_per_forward']}"
+                    )
+                measured[f"{side}_max_abs_diff"] = max_diff
+                measured[f"{side}_median_s"] = report["median_seconds"]
+                measured[f"{side}_iterations"] = report["iterations"]
             times = time_session(session, features, args.seconds)
-            measurements[batch].append(
-                {
-                    "max_abs_diff": max_diff,
-                    "flops_per_forward": flops,
-                    "gridcast_median_s": report["median_seconds"],
-                    "gridcast_iterations": report["iterations"],
-                    "ort_median_s": statistics.median(times),
-                    "ort_iterations": len(times),
-                }
-            )
+            measured["flops_per_forward"] = flops
+            measured["ort_median_s"] = statistics.median(times)
+            measured["ort_iterations"] = len(times)
+            measurements[batch].append(measured)
 
     print()
     print(f"peak: {peak_description}")
     print(
-        f"threads: gridcast (candle) {gridcast['threads']}, ONNX Runtime intra-op {args.threads}"
+        f"threads: gridcast {reports['gridcast']['threads']}, "
+        f"ONNX Runtime intra-op {args.threads}"
     )
     flops_per_member = measurements[batches[0]][0]["flops_per_forward"] // batches[0]
     print(f"convolution FLOPs per forward pass and batch member: {flops_per_member:,}")
@@ -486,7 +503,7 @@ def compare(args, batches, out_dir):
         "peak": peak_description,
         "onnxruntime": ort.__version__,
         "threads": args.threads,
-        "gridcast_threads": gridcast["threads"],
+        "gridcast_threads": reports["gridcast"]["threads"],
         "rounds": args.rounds,
         "seconds": args.seconds,
         "measurements": measurements,
@@ -501,17 +518,20 @@ def print_table(measurements, cells_per_member, peak, rounds):
     print()
     print(f"median over {rounds} rounds (lowest-highest round in brackets)")
     print()
-    print(
-        "| batch | gridcast ms | gridcast cells/s | ORT ms | ORT cells/s "
-        "| gridcast / ORT | gridcast GFLOP/s (% peak) | ORT GFLOP/s (% peak) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    names = {"gridcast": "gridcast", "candle": "candle", "ort": "ORT"}
+    header = ["batch"]
+    for side in SIDES:
+        header += [f"{names[side]} ms", f"{names[side]} cells/s"]
+    header += ["gridcast / ORT", "gridcast / candle"]
+    header += [f"{names[side]} GFLOP/s (% peak)" for side in SIDES]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for batch, rounds_of_batch in measurements.items():
         cells = batch * cells_per_member
         flops = rounds_of_batch[0]["flops_per_forward"]
         columns = [str(batch)]
         gflops = {}
-        for side in ("gridcast", "ort"):
+        for side in SIDES:
             seconds = [m[f"{side}_median_s"] for m in rounds_of_batch]
             median = statistics.median(seconds)
             gflops[side] = flops / median / 1e9
@@ -519,8 +539,10 @@ def print_table(measurements, cells_per_member, peak, rounds):
             columns.append(
                 f"{cells / median:,.0f} ({cells / max(seconds):,.0f}-{cells / min(seconds):,.0f})"
             )
+        # Speed ratios: above 1 means gridcast's kernel is faster.
         columns.append(f"{gflops['gridcast'] / gflops['ort']:.2f}")
-        for side in ("gridcast", "ort"):
+        columns.append(f"{gflops['gridcast'] / gflops['candle']:.2f}")
+        for side in SIDES:
             columns.append(
                 f"{gflops[side]:.2f} ({100 * gflops[side] * 1e9 / peak:.1f}%)"
             )

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::EngineError;
 use crate::climatology::Climatology;
 use crate::forecaster::Forecaster;
+use crate::kernel_forward::KernelForward;
 
 /// Model ids that are always available: they need no weights.
 pub const PERSISTENCE: &str = "persistence";
@@ -97,11 +98,18 @@ impl Catalog {
         let mut models = BTreeMap::new();
         let mut climatologies = BTreeMap::new();
         for dir in subdirectories_with(model_root, "manifest.json")? {
-            let model =
+            let mut model =
                 gridcast_models::load(&dir, &Device::Cpu).map_err(|err| EngineError::Model {
                     model: dir.display().to_string(),
                     message: err.to_string(),
                 })?;
+            match KernelForward::from_model(&model) {
+                Ok(forward) => model.set_forward(Arc::new(forward)),
+                Err(err) => tracing::warn!(
+                    model = %dir.display(),
+                    "CPU kernel not used, candle runs the network: {err}"
+                ),
+            }
             let training = &model.manifest().training;
             if let Some(dataset) = datasets.get(&training.dataset) {
                 let [first, last] = training.steps;
@@ -118,6 +126,11 @@ impl Catalog {
             climatologies,
             models,
         })
+    }
+
+    /// The trained model `id`, as forecasts run it (with the CPU kernel installed).
+    pub fn neural_model(&self, id: &str) -> Option<&Arc<NeuralModel>> {
+        self.models.get(id)
     }
 
     pub fn data_root(&self) -> &Path {

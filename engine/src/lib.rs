@@ -11,6 +11,7 @@ mod climatology;
 mod error;
 mod evaluate;
 mod forecaster;
+pub mod kernel_forward;
 mod request;
 mod rollout;
 mod skill;

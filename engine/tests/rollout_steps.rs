@@ -2,9 +2,11 @@
 //! hand, one call per lead.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use chrono::Timelike;
+use gridcast_engine::kernel_forward::KernelForward;
 use gridcast_engine::{Catalog, ForecastRequest, Region, RequestLimits, RunControl, run_forecast};
 use gridcast_grid::read_netcdf;
 use gridcast_models::Forecaster;
@@ -13,8 +15,10 @@ use gridcast_models::Forecaster;
 fn rollout_equals_repeated_single_steps() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let catalog = Catalog::open(&repo.join("data"), &repo.join("models")).unwrap();
-    let model = gridcast_models::load(&repo.join("models/storm-cnn"), &Device::Cpu)
+    let mut model = gridcast_models::load(&repo.join("models/storm-cnn"), &Device::Cpu)
         .expect("the shipped model models/storm-cnn loads");
+    // The catalog runs the network on the CPU kernel; so does this hand-stepped copy.
+    model.set_forward(Arc::new(KernelForward::from_model(&model).unwrap()));
     let init_time = "1996-01-17T00:00:00Z".parse().unwrap();
     let request = ForecastRequest {
         dataset: "storm-1996".into(),

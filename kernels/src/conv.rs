@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! [`Planes`] holds `channels` planes of `h x w` cells, each stored with a one-cell
+//! [`Planes`] keeps `channels` planes of `h x w` cells, each stored with a one-cell
 //! zero border, so a plane is `(h + 2) x (w + 2)` values plus a tail of slack. A 3 x 3
 //! convolution with zero padding 1 then needs no bounds tests: output cell `p` (a flat
 //! index into the bordered plane) sums `weight * input[p + offset]` over nine fixed

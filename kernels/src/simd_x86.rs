@@ -42,7 +42,7 @@ pub(crate) fn tiles_avx512(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
                 for (w, &offset) in weights.chunks_exact(OUT_BLOCK).zip(args.taps) {
                     let at = base.wrapping_add_signed(offset);
                     let x = &args.source[at..at + 2 * L];
-                    // SAFETY: `x` holds exactly two vectors of 16 values.
+                    // SAFETY: `x` contains exactly two vectors of 16 values.
                     let (x0, x1) = unsafe {
                         (
                             _mm512_loadu_ps(x.as_ptr()),
@@ -70,7 +70,7 @@ pub(crate) fn tiles_avx512(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
                         vector
                     };
                     let mut lanes = [0.0f32; L];
-                    // SAFETY: `lanes` holds exactly one vector of 16 values.
+                    // SAFETY: `lanes` contains exactly one vector of 16 values.
                     unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), vector) };
                     let n = L.min(args.end - at);
                     let from = at - args.start;
@@ -133,7 +133,7 @@ pub(crate) fn tiles_avx2(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
                 for (w, &offset) in weights.chunks_exact(OUT_BLOCK).zip(args.taps) {
                     let at = base.wrapping_add_signed(offset);
                     let x = &args.source[at..at + L];
-                    // SAFETY: `x` holds exactly one vector of 8 values.
+                    // SAFETY: `x` contains exactly one vector of 8 values.
                     let x0 = unsafe { _mm256_loadu_ps(x.as_ptr()) };
                     for (a, &wj) in acc.iter_mut().zip(w) {
                         *a = _mm256_fmadd_ps(_mm256_set1_ps(wj), x0, *a);
@@ -144,7 +144,7 @@ pub(crate) fn tiles_avx2(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
             for (j, &vector) in acc.iter().enumerate().take(channels) {
                 let vector = if args.silu { silu_avx2(vector) } else { vector };
                 let mut lanes = [0.0f32; L];
-                // SAFETY: `lanes` holds exactly one vector of 8 values.
+                // SAFETY: `lanes` contains exactly one vector of 8 values.
                 unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), vector) };
                 let n = L.min(args.end - p0);
                 let from = p0 - args.start;

@@ -47,6 +47,9 @@ pub enum ModelError {
     /// The climatology has no field for the requested hour of day.
     #[error("no climatology for valid hour {hour_utc} UTC; available hours: {available:?}")]
     ClimatologyHour { hour_utc: u32, available: Vec<u32> },
+    /// A forward pass installed with `NeuralModel::set_forward` failed.
+    #[error("network forward pass failed: {0}")]
+    Forward(String),
     /// Training data or configuration that cannot be used.
     #[error("invalid training input: {0}")]
     InvalidTraining(String),
