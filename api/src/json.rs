@@ -39,20 +39,34 @@ where
             )
             .with_field("Content-Type"));
         }
+        let limit = request.extensions().get::<BodyLimit>().map(|limit| limit.0);
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
-                } else {
-                    "invalid_body"
-                };
-                ApiError::new(status, code, rejection.body_text())
+                match (status, limit) {
+                    (StatusCode::PAYLOAD_TOO_LARGE, Some(limit)) => ApiError::new(
+                        status,
+                        "body_too_large",
+                        format!(
+                            "request body is larger than the limit of {limit} bytes; send a \
+                             smaller body or raise the server's `--max-body-bytes`"
+                        ),
+                    ),
+                    (StatusCode::PAYLOAD_TOO_LARGE, None) => {
+                        ApiError::new(status, "body_too_large", rejection.body_text())
+                    }
+                    _ => ApiError::new(status, "invalid_body", rejection.body_text()),
+                }
             })?;
         decode(&bytes).map(JsonBody)
     }
 }
+
+/// The router's body size limit in bytes, carried as a request extension so that a
+/// 413 can state it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// Decodes `bytes`, naming the field a data error is about.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(json::BodyLimit(max_body)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

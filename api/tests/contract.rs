@@ -267,6 +267,10 @@ async fn rejected_bodies_name_field_and_store_nothing() {
             error["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{name}: {error}"
         );
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = error["message"].as_str().unwrap_or_default();
+            assert!(message.contains("limit of 4096 bytes"), "{name}: {message}");
+        }
         if let Some(field) = field {
             let named = error["field"].as_str().unwrap_or_default();
             assert!(
