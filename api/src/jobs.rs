@@ -251,11 +251,17 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub(crate) fn parse_job_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            "id",
-            format!("invalid job id {text:?}: expected a UUID"),
-        )
+        // A UUID has 36 characters, so 40 show any near miss in full while a long
+        // path segment is not echoed back whole.
+        const SHOWN: usize = 40;
+        let shown: String = text.chars().take(SHOWN).collect();
+        let message = if shown.len() < text.len() {
+            let total = text.chars().count();
+            format!("invalid job id {shown:?}... ({total} characters): expected a UUID")
+        } else {
+            format!("invalid job id {text:?}: expected a UUID")
+        };
+        ApiError::bad_request("invalid_id", "id", message)
     })
 }
 

@@ -386,6 +386,12 @@ async fn unknown_job_is_404_and_bad_id_400() {
     assert_eq!(bad.json()["error"]["field"], "id");
     let result = app.get("/v1/jobs/not-a-uuid/result").await;
     assert_eq!(result.status, StatusCode::BAD_REQUEST);
+    let long_id = "x".repeat(5000);
+    let long = app.get(&format!("/v1/jobs/{long_id}")).await;
+    assert_eq!(long.status, StatusCode::BAD_REQUEST);
+    let message = long.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("(5000 characters)"), "{message}");
+    assert!(message.len() < 200, "{message}");
     let cancel = app
         .delete("/v1/jobs/01a24214-908c-7218-8157-9e497f767d23")
         .await;
