@@ -30,6 +30,11 @@ fn create_key(data_dir: &Path, tenant: &str, role: &str) -> (String, String) {
         "keys create: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("in sqlite://{}", data_dir.display())),
+        "keys create names its database: {stderr}"
+    );
     let secret = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     let id = secret
         .strip_prefix("gck_")

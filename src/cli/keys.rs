@@ -58,10 +58,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .create_api_key(&tenant, role, store.now().await?)
                     .await?;
                 eprintln!(
-                    "created key {} for tenant {} with role {}; it is shown only now:",
+                    "created key {} for tenant {} with role {} in {}; it is shown only now:",
                     key.id,
                     key.tenant,
-                    key.role.as_str()
+                    key.role.as_str(),
+                    gridcast_store::redact_url(&config.database_url)
                 );
                 println!("{secret}");
                 Ok(())
