@@ -7,7 +7,12 @@
 //! 2. the trend `(now - previous) / tendency_std`, 0 where either state is missing;
 //! 3. the climatological change `(clim(valid hour) - clim(current hour)) / tendency_std`,
 //!    the expected diurnal change;
-//! 4. (static) latitude and longitude scaled to [-1, 1] over the grid.
+//! 4. (static) latitude and longitude scaled to [-1, 1] over the grid;
+//! 5. only when the architecture has [`UpstreamInputs`]: per variable, the change from
+//!    the current state to its semi-Lagrangian upstream state, in `tendency_std` units.
+//!    The upstream state is the current state at the departure point
+//!    `x - wind * hours`, interpolated bilinearly. The wind is the current one at `x`.
+//!    Departure points outside the grid are moved to its nearest edge.
 //!
 //! A missing cell (NaN) is filled with the climatology of its hour before
 //! normalising, so missing data enters as the typical value for that place and time.
@@ -18,9 +23,12 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::{
     ModelError,
-    manifest::{Architecture, GridSpec, VariableStats},
+    manifest::{Architecture, GridSpec, UpstreamInputs, VariableStats},
     network::{self, Params},
 };
+
+/// Mean Earth radius in metres, for the length of a degree.
+const EARTH_RADIUS_M: f64 = 6_371_000.0;
 
 /// Input channels per variable (state, trend, climatological change).
 pub const CHANNELS_PER_VARIABLE: usize = 3;
@@ -134,24 +142,40 @@ pub fn predict_normalized(
     ctx: &NetworkContext<'_>,
     input: &StepInput<'_>,
 ) -> Result<Tensor, ModelError> {
-    let shape = input.z_now.shape();
-    let batch = input.z_now.dim(0)?;
-    let mut trend = (input.z_now - input.z_prev)?.broadcast_mul(&ctx.scales.std_over_tendency)?;
-    if let Some(valid) = input.trend_valid {
-        trend = (trend * valid)?;
-    }
-    let climate_change = input.climate_change.broadcast_as(shape)?.contiguous()?;
-    let (_, _, n_lat, n_lon) = input.z_now.dims4()?;
-    let coords = ctx
-        .static_channels
-        .broadcast_as((batch, STATIC_CHANNELS, n_lat, n_lon))?
-        .contiguous()?;
-    let features = Tensor::cat(&[input.z_now, &trend, &climate_change, &coords], 1)?;
+    let features = network_input(ctx.arch, ctx.scales, ctx.static_channels, input)?;
     let output = match ctx.forward {
         Some(runner) => runner.forward(&features)?,
         None => network::forward(ctx.arch, ctx.params, &features)?,
     };
     Ok((input.z_now + output.broadcast_mul(&ctx.scales.tendency_over_std)?)?)
+}
+
+/// Assembles the network input `[batch, input_channels, lat, lon]` in the channel order
+/// of the module docs; `static_channels` is the output of [`static_channels`].
+pub fn network_input(
+    arch: &Architecture,
+    scales: &Scales,
+    static_channels: &Tensor,
+    input: &StepInput<'_>,
+) -> Result<Tensor, ModelError> {
+    let shape = input.z_now.shape();
+    let batch = input.z_now.dim(0)?;
+    let mut trend = (input.z_now - input.z_prev)?.broadcast_mul(&scales.std_over_tendency)?;
+    if let Some(valid) = input.trend_valid {
+        trend = (trend * valid)?;
+    }
+    let climate_change = input.climate_change.broadcast_as(shape)?.contiguous()?;
+    let (_, _, n_lat, n_lon) = input.z_now.dims4()?;
+    let coords = static_channels
+        .broadcast_as((batch, STATIC_CHANNELS, n_lat, n_lon))?
+        .contiguous()?;
+    let mut channels = vec![input.z_now.clone(), trend, climate_change, coords];
+    if let Some(upstream) = &arch.upstream {
+        let advected = upstream_state(input.z_now, scales, upstream)?;
+        let change = (advected - input.z_now)?.broadcast_mul(&scales.std_over_tendency)?;
+        channels.push(change);
+    }
+    Ok(Tensor::cat(&channels, 1)?)
 }
 
 /// Computes `(clim(valid) - clim(now)) / tendency_std` as `[1, C, lat, lon]`.
@@ -163,4 +187,232 @@ pub fn climate_change(
     Ok((clim_valid - clim_now)?
         .unsqueeze(0)?
         .broadcast_div(&scales.tendency_std)?)
+}
+
+/// Number of input channels the network takes for `channels` variables.
+pub fn input_channels(channels: usize, upstream: bool) -> usize {
+    let per_variable = CHANNELS_PER_VARIABLE + usize::from(upstream);
+    per_variable * channels + STATIC_CHANNELS
+}
+
+/// Takes each variable of the normalised state `z` (`[B, C, lat, lon]`) at its
+/// departure point `x - wind * hours` by bilinear interpolation.
+///
+/// Departure points and interpolation weights come from the wind's values, detached,
+/// so gradients flow through the interpolated values only.
+pub fn upstream_state(
+    z: &Tensor,
+    scales: &Scales,
+    upstream: &UpstreamInputs,
+) -> Result<Tensor, ModelError> {
+    let (batch, channels, n_lat, n_lon) = z.dims4()?;
+    check_upstream(upstream, z)?;
+    let physical = denormalize_state(&z.detach(), scales)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let corners = departure_corners(&physical, (batch, channels), upstream);
+
+    let cells = n_lat * n_lon;
+    let flat = z.reshape((batch, channels, cells))?.contiguous()?;
+    let mut terms = Vec::with_capacity(corners.len());
+    for (index, weight) in corners {
+        let index = Tensor::from_vec(index, (batch, channels, cells), z.device())?;
+        let weight = Tensor::from_vec(weight, (batch, channels, cells), z.device())?;
+        terms.push((flat.gather(&index, 2)? * weight)?);
+    }
+    let [a, b, c, d] = <[Tensor; 4]>::try_from(terms).expect("four corners");
+    Ok((((a + b)? + c)? + d)?.reshape((batch, channels, n_lat, n_lon))?)
+}
+
+fn check_upstream(upstream: &UpstreamInputs, z: &Tensor) -> Result<(), ModelError> {
+    let (_, channels, n_lat, n_lon) = z.dims4()?;
+    if upstream.winds.len() != channels
+        || upstream.grid.lat.count != n_lat
+        || upstream.grid.lon.count != n_lon
+    {
+        return Err(ModelError::InvalidTraining(format!(
+            "upstream inputs are set up for {} variables on a {} x {} grid, but the state \
+             has shape {:?}",
+            upstream.winds.len(),
+            upstream.grid.lat.count,
+            upstream.grid.lon.count,
+            z.dims()
+        )));
+    }
+    if let Some(bad) = upstream.winds.iter().flatten().find(|&&w| w >= channels) {
+        return Err(ModelError::InvalidTraining(format!(
+            "upstream wind channel {bad} is out of range for {channels} variables"
+        )));
+    }
+    Ok(())
+}
+
+/// Computes, for every batch member, variable and cell of `physical` (`[B, C, lat,
+/// lon]` in physical units), the flat cell indices and bilinear weights of the four
+/// grid cells around its departure point. Returns one `(indices, weights)` pair per
+/// corner, each of `B * C * lat * lon` values.
+fn departure_corners(
+    physical: &[f32],
+    (batch, channels): (usize, usize),
+    upstream: &UpstreamInputs,
+) -> Vec<(Vec<u32>, Vec<f32>)> {
+    let (n_lat, n_lon) = (upstream.grid.lat.count, upstream.grid.lon.count);
+    let cells = n_lat * n_lon;
+    let seconds = upstream.hours * 3600.0;
+    // Grid rows (and columns, per row) moved by 1 m/s over `hours`.
+    let rows_per_speed = seconds / (EARTH_RADIUS_M * upstream.grid.lat.step.to_radians());
+    let cols_per_speed: Vec<f64> = (0..n_lat)
+        .map(|i| {
+            let lat = upstream.grid.lat.value(i).to_radians();
+            seconds / (EARTH_RADIUS_M * lat.cos().max(1e-6) * upstream.grid.lon.step.to_radians())
+        })
+        .collect();
+
+    let total = batch * channels * cells;
+    let mut corners = vec![(Vec::with_capacity(total), Vec::with_capacity(total)); 4];
+    for b in 0..batch {
+        for &[u_channel, v_channel] in &upstream.winds {
+            let u = &physical[(b * channels + u_channel) * cells..][..cells];
+            let v = &physical[(b * channels + v_channel) * cells..][..cells];
+            for i in 0..n_lat {
+                for j in 0..n_lon {
+                    let k = i * n_lon + j;
+                    // A NaN wind leaves the cell where it is.
+                    let row = finite_or(i as f64 - v[k] as f64 * rows_per_speed, i);
+                    let col = finite_or(j as f64 - u[k] as f64 * cols_per_speed[i], j);
+                    let (i0, i1, fy) = bracket(row, n_lat);
+                    let (j0, j1, fx) = bracket(col, n_lon);
+                    let neighbours = [
+                        (i0, j0, (1.0 - fy) * (1.0 - fx)),
+                        (i0, j1, (1.0 - fy) * fx),
+                        (i1, j0, fy * (1.0 - fx)),
+                        (i1, j1, fy * fx),
+                    ];
+                    for ((indices, weights), (ii, jj, w)) in corners.iter_mut().zip(neighbours) {
+                        indices.push((ii * n_lon + jj) as u32);
+                        weights.push(w as f32);
+                    }
+                }
+            }
+        }
+    }
+    corners
+}
+
+fn finite_or(x: f64, fallback: usize) -> f64 {
+    if x.is_finite() { x } else { fallback as f64 }
+}
+
+/// Clamps the fractional index `x` to `[0, n - 1]` and returns the two neighbouring
+/// indices and the weight of the upper one.
+fn bracket(x: f64, n: usize) -> (usize, usize, f64) {
+    let x = x.clamp(0.0, (n - 1) as f64);
+    let lower = x.floor() as usize;
+    let upper = (lower + 1).min(n - 1);
+    (lower, upper, x - lower as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::AxisSpec;
+
+    const N_LAT: usize = 5;
+    const N_LON: usize = 6;
+
+    fn upstream_inputs() -> UpstreamInputs {
+        UpstreamInputs {
+            hours: 6.0,
+            winds: vec![[0, 1], [0, 1], [0, 1]],
+            grid: GridSpec {
+                lat: AxisSpec {
+                    start: 40.0,
+                    step: 1.25,
+                    count: N_LAT,
+                },
+                lon: AxisSpec {
+                    start: -100.0,
+                    step: 2.5,
+                    count: N_LON,
+                },
+            },
+        }
+    }
+
+    fn unit_scales() -> Scales {
+        let stats = |name: &str| VariableStats {
+            name: name.into(),
+            units: "1".into(),
+            mean: 0.0,
+            std: 1.0,
+            tendency_std: 1.0,
+        };
+        Scales::new(&[stats("u"), stats("v"), stats("q")], &Device::Cpu).unwrap()
+    }
+
+    /// Builds a state with constant winds `u`, `v` (m/s) and a third variable equal
+    /// to `10 * row + column`.
+    fn state(u: f64, v: f64) -> Tensor {
+        let cells = N_LAT * N_LON;
+        let mut values = vec![u as f32; cells];
+        values.extend(vec![v as f32; cells]);
+        values.extend((0..cells).map(|k| (10 * (k / N_LON) + k % N_LON) as f32));
+        Tensor::from_vec(values, (1, 3, N_LAT, N_LON), &Device::Cpu).unwrap()
+    }
+
+    fn tracer(advected: &Tensor) -> Vec<Vec<f32>> {
+        advected.get(0).unwrap().get(2).unwrap().to_vec2().unwrap()
+    }
+
+    #[test]
+    fn upstream_state_moves_one_row_north() {
+        let spec = upstream_inputs();
+        // The northward speed that covers one row (1.25 degrees) in 6 hours.
+        let v = EARTH_RADIUS_M * 1.25f64.to_radians() / (6.0 * 3600.0);
+        let advected = upstream_state(&state(0.0, v), &unit_scales(), &spec).unwrap();
+        let field = tracer(&advected);
+        for (i, row) in field.iter().enumerate() {
+            for (j, value) in row.iter().enumerate() {
+                // Row 0 departs from below the grid and takes its own edge value.
+                let expected = (10 * i.saturating_sub(1) + j) as f32;
+                assert!((value - expected).abs() < 1e-3, "cell ({i}, {j}): {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_state_scales_longitude_by_cos_lat() {
+        let spec = upstream_inputs();
+        // Half a column (1.25 degrees of longitude) at the equator in 6 hours; at
+        // latitude `lat` the same speed covers 0.5 / cos(lat) columns.
+        let u = EARTH_RADIUS_M * 1.25f64.to_radians() / (6.0 * 3600.0);
+        let advected = upstream_state(&state(u, 0.0), &unit_scales(), &spec).unwrap();
+        let field = tracer(&advected);
+        for (i, row) in field.iter().enumerate() {
+            let shift = 0.5 / spec.grid.lat.value(i).to_radians().cos();
+            let j = 4;
+            let expected = 10.0 * i as f64 + j as f64 - shift;
+            assert!(
+                (row[j] as f64 - expected).abs() < 1e-3,
+                "row {i}: {} against {expected}",
+                row[j]
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_state_without_wind_is_identity() {
+        let z = state(0.0, 0.0);
+        let advected = upstream_state(&z, &unit_scales(), &upstream_inputs()).unwrap();
+        let diff = (advected - &z)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+    }
 }

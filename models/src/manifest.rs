@@ -50,6 +50,23 @@ pub struct Architecture {
     pub input_channels: usize,
     pub output_channels: usize,
     pub parameter_count: usize,
+    /// Upstream-state input channels; absent for models trained without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamInputs>,
+}
+
+/// Semi-Lagrangian upstream states fed to the network, one channel per variable: each
+/// variable taken at the departure point `x - wind * hours` by bilinear interpolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamInputs {
+    /// Time over which departure points are traced back along the wind, in hours.
+    pub hours: f64,
+    /// Channels of the eastward and northward wind (m/s) that move each variable, in
+    /// variable order.
+    pub winds: Vec<[usize; 2]>,
+    /// The model grid, repeated here because the feature code receives only the
+    /// architecture. `Manifest::read` rejects a grid that differs from `grid`.
+    pub grid: GridSpec,
 }
 
 /// One variable with its units and training statistics (units of the variable).
@@ -96,8 +113,19 @@ pub struct TrainingRecord {
     pub weight_decay: f64,
     pub batch_size: usize,
     pub rollout_steps: usize,
+    /// Decay of the moving average of the weights that was saved, or 0 when the last
+    /// weights were saved.
+    #[serde(default)]
+    pub ema_decay: f64,
+    /// Networks trained from consecutive seeds and merged into these weights.
+    #[serde(default = "one_member")]
+    pub members: usize,
     pub final_train_loss: f64,
     pub final_validation_loss: Option<f64>,
+}
+
+fn one_member() -> usize {
+    1
 }
 
 /// The caller's data, compared against the manifest by [`Manifest::check_input`].
@@ -161,7 +189,24 @@ impl Manifest {
     pub fn read(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|source| ModelError::ManifestJson { path, source })
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| ModelError::ManifestJson {
+                path: path.clone(),
+                source,
+            })?;
+        if let Some(upstream) = &manifest.architecture.upstream
+            && upstream.grid != manifest.grid
+        {
+            let message = format!(
+                "architecture.upstream.grid {:?} differs from grid {:?}",
+                upstream.grid, manifest.grid
+            );
+            return Err(ModelError::ManifestJson {
+                path,
+                source: <serde_json::Error as serde::de::Error>::custom(message),
+            });
+        }
+        Ok(manifest)
     }
 
     /// Writes the manifest as pretty JSON to `manifest.json` in `dir`.

@@ -123,6 +123,106 @@ pub fn check_params(arch: &Architecture, params: &Params) -> Result<(), String> 
     Ok(())
 }
 
+/// Merges `members`, trained networks of one layout `arch`, into a single `unet2`
+/// whose output is the mean of theirs, and returns its layout and weights.
+///
+/// The merged network has `members.len()` times the width. Every convolution is
+/// block-diagonal, with one block per member, except the first (all members read the
+/// same input) and the head, which averages the members' heads. Each member's channels
+/// therefore only ever see that member's channels, and the merged forward pass equals
+/// the mean of the members' forward passes up to rounding.
+pub fn merge_members(
+    arch: &Architecture,
+    members: &[Params],
+) -> Result<(Architecture, Params), ModelError> {
+    let n = members.len();
+    if n == 0 {
+        return Err(ModelError::InvalidTraining(
+            "an ensemble needs at least one member".into(),
+        ));
+    }
+    for member in members {
+        check_params(arch, member).map_err(ModelError::InvalidTraining)?;
+    }
+    let mut merged_arch = arch.clone();
+    merged_arch.width = n * arch.width;
+    merged_arch.parameter_count = parameter_count(&merged_arch);
+    let device = members[0]["head.bias"].device().clone();
+    let mut merged = Params::new();
+    for ((name, shape), (merged_name, merged_shape)) in param_shapes(arch)
+        .into_iter()
+        .zip(param_shapes(&merged_arch))
+    {
+        debug_assert_eq!(name, merged_name);
+        let layer = name.rsplit_once('.').map_or(name.as_str(), |(l, _)| l);
+        let head = layer == "head";
+        let mut values = vec![0f32; merged_shape.iter().product()];
+        for (m, member) in members.iter().enumerate() {
+            let member_values = member[&name].flatten_all()?.to_vec1::<f32>()?;
+            if name.ends_with(".bias") {
+                for (k, v) in member_values.iter().enumerate() {
+                    if head {
+                        values[k] += v / n as f32;
+                    } else {
+                        values[m * shape[0] + k] = *v;
+                    }
+                }
+                continue;
+            }
+            let (c_out, c_in, kernel) = (shape[0], shape[1], shape[2] * shape[3]);
+            let merged_in = merged_shape[1];
+            for k in 0..c_out {
+                let out = if head { k } else { m * c_out + k };
+                for l in 0..c_in {
+                    let input = merged_input_channel(arch, layer, n, m, l);
+                    let from = (k * c_in + l) * kernel;
+                    let to = (out * merged_in + input) * kernel;
+                    for x in 0..kernel {
+                        let v = member_values[from + x];
+                        values[to + x] = if head { v / n as f32 } else { v };
+                    }
+                }
+            }
+        }
+        merged.insert(name, Tensor::from_vec(values, merged_shape, &device)?);
+    }
+    Ok((merged_arch, merged))
+}
+
+/// Channel of the merged network's input to `layer` that carries input channel `l` of
+/// member `m` out of `n`.
+fn merged_input_channel(arch: &Architecture, layer: &str, n: usize, m: usize, l: usize) -> usize {
+    if layer == "enc0.conv1" {
+        return l;
+    }
+    let level = |prefix: &str| {
+        layer
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse::<usize>().ok())
+    };
+    let per_member = if layer == "head" {
+        level_channels(arch, 0)
+    } else if let (Some(i), true) = (level("dec"), layer.ends_with("conv1")) {
+        // Decoder input: the up-sampled deeper level, then the skip connection.
+        let up = level_channels(arch, i + 1);
+        return if l < up {
+            m * up + l
+        } else {
+            n * up + m * level_channels(arch, i) + (l - up)
+        };
+    } else if let (Some(i), true) = (level("enc"), layer.ends_with("conv1")) {
+        level_channels(arch, i - 1)
+    } else if layer == "mid.conv1" {
+        level_channels(arch, arch.levels - 1)
+    } else {
+        // conv2 of any block reads conv1 of the same block.
+        let i = level("enc").or(level("dec")).unwrap_or(arch.levels);
+        level_channels(arch, i)
+    };
+    m * per_member + l
+}
+
 /// Runs the network on `input` `[batch, input_channels, lat, lon]` and returns
 /// `[batch, output_channels, lat, lon]`.
 pub fn forward(arch: &Architecture, params: &Params, input: &Tensor) -> Result<Tensor, ModelError> {
@@ -190,6 +290,7 @@ mod tests {
             input_channels: 3,
             output_channels: 2,
             parameter_count: 0,
+            upstream: None,
         };
         arch.parameter_count = parameter_count(&arch);
         arch
@@ -250,6 +351,62 @@ mod tests {
         params.remove("head.bias");
         let err = check_params(&arch, &params).unwrap_err();
         assert!(err.contains("head.bias"), "{err}");
+    }
+
+    #[test]
+    fn merged_members_average_the_outputs() {
+        for levels in [1, 2, 3] {
+            let arch = tiny_arch(levels);
+            let members: Vec<Params> = (0..3)
+                .map(|seed| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    init_values(&arch, &mut rng)
+                        .into_iter()
+                        .map(|(name, shape, mut values)| {
+                            // Non-zero biases and a full-size head, so every block matters.
+                            if name.ends_with(".bias") || name.starts_with("head.") {
+                                values = values
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(k, v)| v * 10.0 + 0.1 * (k as f32 + seed as f32).sin())
+                                    .collect();
+                            }
+                            (name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap())
+                        })
+                        .collect()
+                })
+                .collect();
+            let (merged_arch, merged) = merge_members(&arch, &members).unwrap();
+            assert_eq!(merged_arch.width, 3 * arch.width);
+            check_params(&merged_arch, &merged).unwrap();
+            let values: Vec<f32> = (0..2 * 3 * 9 * 10)
+                .map(|k| (k as f32 * 0.37).sin())
+                .collect();
+            let input = Tensor::from_vec(values, (2, 3, 9, 10), &Device::Cpu).unwrap();
+            let mut mean = forward(&arch, &members[0], &input).unwrap();
+            for member in &members[1..] {
+                mean = (mean + forward(&arch, member, &input).unwrap()).unwrap();
+            }
+            let mean = (mean / 3.0).unwrap();
+            let out = forward(&merged_arch, &merged, &input).unwrap();
+            let max_diff = (out - &mean)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = mean.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let scale = scale.to_scalar::<f32>().unwrap();
+            assert!(scale > 0.01, "levels {levels}: output scale {scale}");
+            assert!(
+                max_diff < 1e-5 * scale.max(1.0),
+                "levels {levels}: {max_diff}"
+            );
+        }
     }
 
     #[test]

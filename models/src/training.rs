@@ -18,7 +18,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::{
     Climatology, ModelError, NeuralModel,
     features::{self, NetworkContext, Scales, StepInput},
-    manifest::{Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord},
+    manifest::{
+        Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord, UpstreamInputs,
+    },
     network::{self, Params, UNET2},
     training_data::{PreparedFrames, TrainingData, prepare_frames, variable_stats},
 };
@@ -41,6 +43,15 @@ pub struct TrainConfig {
     pub rollout_steps: usize,
     /// Last frames of the data kept out of the gradient and scored as validation.
     pub validation_frames: usize,
+    /// Whether the network also receives each variable's semi-Lagrangian upstream state
+    /// (see [`crate::features`]).
+    pub upstream: bool,
+    /// Decay of the exponential moving average of the weights taken after every
+    /// optimiser step; the model keeps the average. 0 keeps the last weights.
+    pub ema_decay: f64,
+    /// Networks trained with seeds `seed`, `seed + 1`, ... and merged into one whose
+    /// output is their mean ([`network::merge_members`]); 1 trains a single network.
+    pub members: usize,
     pub model_id: String,
     pub name: String,
     /// Command line recorded in the manifest.
@@ -61,6 +72,9 @@ impl Default for TrainConfig {
             batch_size: 8,
             rollout_steps: 4,
             validation_frames: 0,
+            upstream: false,
+            ema_decay: 0.0,
+            members: 1,
             model_id: "storm-cnn".into(),
             name: "storm-1996 U-Net, 6 h step".into(),
             command: String::new(),
@@ -72,6 +86,8 @@ impl Default for TrainConfig {
 /// Losses after one epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochLoss {
+    /// Ensemble member (0 for a single network).
+    pub member: usize,
     pub epoch: usize,
     pub rollout_steps: usize,
     pub train_loss: f64,
@@ -117,7 +133,7 @@ pub fn train(
         lat: AxisSpec::from_values("lat", &data.lat)?,
         lon: AxisSpec::from_values("lon", &data.lon)?,
     };
-    let arch = architecture(config, data.shape.channels);
+    let arch = architecture(config, data, &grid)?;
     let setup = Setup {
         static_channels: features::static_channels(&grid, &device)?,
         frames: prepare_frames(data, &climatology, &scales, &device)?,
@@ -126,14 +142,26 @@ pub fn train(
         arch,
         fit_frames,
     };
-    let (params, vars) = init_params(&setup.arch, config.seed, &device)?;
-    let losses = fit(config, &setup, &params, vars, on_epoch)?;
-    let last = losses.last().copied();
+    let mut losses = Vec::with_capacity(config.members * config.epochs);
+    let mut members = Vec::with_capacity(config.members);
+    for member in 0..config.members {
+        let seed = config.seed.wrapping_add(member as u64);
+        let (params, vars) = init_params(&setup.arch, seed, &device)?;
+        let (member_losses, params) = fit(config, &setup, member, seed, &params, vars, on_epoch)?;
+        losses.extend(member_losses);
+        members.push(params);
+    }
+    let (arch, params) = if members.len() == 1 {
+        (setup.arch.clone(), members.remove(0))
+    } else {
+        network::merge_members(&setup.arch, &members)?
+    };
+    let last = final_losses(config, &setup, &arch, &params, &losses)?;
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT,
         model_id: config.model_id.clone(),
         name: config.name.clone(),
-        architecture: setup.arch.clone(),
+        architecture: arch,
         variables: stats,
         grid,
         step_hours: data.step_hours,
@@ -144,9 +172,33 @@ pub fn train(
         weights_sha256: String::new(),
         gridcast_version: config.gridcast_version.clone(),
     };
-    let params = params.into_iter().map(|(k, t)| (k, t.detach())).collect();
     let model = NeuralModel::new(manifest, params, climatology)?;
     Ok(TrainedModel { model, losses })
+}
+
+/// Losses recorded in the manifest: the members' mean training loss of the last epoch
+/// and the validation loss of the (merged) network.
+fn final_losses(
+    config: &TrainConfig,
+    setup: &Setup,
+    arch: &Architecture,
+    params: &Params,
+    losses: &[EpochLoss],
+) -> Result<Option<EpochLoss>, ModelError> {
+    let last_epoch: Vec<&EpochLoss> = losses
+        .iter()
+        .filter(|l| l.epoch + 1 == config.epochs)
+        .collect();
+    let Some(first) = last_epoch.first() else {
+        return Ok(None);
+    };
+    let train_loss = last_epoch.iter().map(|l| l.train_loss).sum::<f64>() / last_epoch.len() as f64;
+    Ok(Some(EpochLoss {
+        member: 0,
+        train_loss,
+        validation_loss: validation_loss(config, setup, arch, params)?,
+        ..**first
+    }))
 }
 
 fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelError> {
@@ -162,6 +214,17 @@ fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelEr
             config.epochs, config.batch_size, config.rollout_steps, config.width
         )));
     }
+    if config.members == 0 {
+        return Err(ModelError::InvalidTraining(
+            "an ensemble needs at least 1 member".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&config.ema_decay) {
+        return Err(ModelError::InvalidTraining(format!(
+            "EMA decay {} must be in [0, 1)",
+            config.ema_decay
+        )));
+    }
     if data.len() < needed {
         return Err(ModelError::InvalidTraining(format!(
             "{} frames given; {needed} are needed for {} validation frames and a {}-step rollout",
@@ -173,17 +236,53 @@ fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelEr
     Ok(())
 }
 
-fn architecture(config: &TrainConfig, channels: usize) -> Architecture {
+fn architecture(
+    config: &TrainConfig,
+    data: &TrainingData,
+    grid: &GridSpec,
+) -> Result<Architecture, ModelError> {
+    let channels = data.shape.channels;
+    let upstream = if config.upstream {
+        Some(UpstreamInputs {
+            hours: data.step_hours as f64,
+            winds: advecting_winds(&data.variables)?,
+            grid: grid.clone(),
+        })
+    } else {
+        None
+    };
     let mut arch = Architecture {
         name: UNET2.into(),
         width: config.width,
         levels: config.levels,
-        input_channels: features::CHANNELS_PER_VARIABLE * channels + features::STATIC_CHANNELS,
+        input_channels: features::input_channels(channels, config.upstream),
         output_channels: channels,
         parameter_count: 0,
+        upstream,
     };
     arch.parameter_count = network::parameter_count(&arch);
-    arch
+    Ok(arch)
+}
+
+/// Picks the wind channels that move each variable: `u<level>` and `v<level>` for a
+/// variable whose name ends in digits (a pressure level, as in `v500`), else the
+/// surface wind `u` and `v`.
+fn advecting_winds(variables: &[(String, String)]) -> Result<Vec<[usize; 2]>, ModelError> {
+    let position = |name: &str| variables.iter().position(|(n, _)| n == name);
+    variables
+        .iter()
+        .map(|(name, _)| {
+            let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+            let (u, v) = (format!("u{level}"), format!("v{level}"));
+            match (position(&u), position(&v)) {
+                (Some(u), Some(v)) => Ok([u, v]),
+                _ => Err(ModelError::InvalidTraining(format!(
+                    "upstream inputs need the wind `{u}` and `{v}` to move `{name}`, but the \
+                     data has no such variables"
+                ))),
+            }
+        })
+        .collect()
 }
 
 fn training_record(
@@ -208,6 +307,8 @@ fn training_record(
         weight_decay: config.weight_decay,
         batch_size: config.batch_size,
         rollout_steps: config.rollout_steps,
+        ema_decay: config.ema_decay,
+        members: config.members,
         final_train_loss: last.map_or(f64::NAN, |l| l.train_loss),
         final_validation_loss: last.and_then(|l| l.validation_loss),
     }
@@ -257,6 +358,7 @@ pub fn masked_mse(
 /// Rollout loss of the windows starting at frames `starts` over `steps` steps.
 fn window_loss(
     setup: &Setup,
+    arch: &Architecture,
     params: &Params,
     starts: &[usize],
     steps: usize,
@@ -272,7 +374,7 @@ fn window_loss(
     };
     let f = &setup.frames;
     let ctx = NetworkContext {
-        arch: &setup.arch,
+        arch,
         params,
         scales: &setup.scales,
         static_channels: &setup.static_channels,
@@ -318,21 +420,28 @@ fn curriculum_steps(epoch: usize, epochs: usize, rollout_steps: usize) -> usize 
     }
 }
 
+/// Runs the epochs and returns the losses and the final weights: the moving average
+/// when `config.ema_decay` is above 0, else the last weights.
 fn fit(
     config: &TrainConfig,
     setup: &Setup,
+    member: usize,
+    seed: u64,
     params: &Params,
     vars: Vec<Var>,
     on_epoch: &mut dyn FnMut(&EpochLoss),
-) -> Result<Vec<EpochLoss>, ModelError> {
+) -> Result<(Vec<EpochLoss>, Params), ModelError> {
     let adam = ParamsAdamW {
         lr: config.learning_rate,
         weight_decay: config.weight_decay,
         ..ParamsAdamW::default()
     };
     let mut optimizer = AdamW::new(vars, adam)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(1));
     let mut losses = Vec::with_capacity(config.epochs);
+    let mut average = (config.ema_decay > 0.0)
+        .then(|| snapshot(params))
+        .transpose()?;
     for epoch in 0..config.epochs {
         let steps = curriculum_steps(epoch, config.epochs, config.rollout_steps);
         // Cosine decay to 10 % of the initial learning rate.
@@ -345,26 +454,58 @@ fn fit(
         starts.shuffle(&mut rng);
         let mut sum = 0.0;
         for batch in starts.chunks(config.batch_size) {
-            let loss = window_loss(setup, params, batch, steps)?;
+            let loss = window_loss(setup, &setup.arch, params, batch, steps)?;
             optimizer.backward_step(&loss)?;
+            if let Some(average) = average.as_mut() {
+                update_average(average, params, config.ema_decay)?;
+            }
             sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
         }
         let record = EpochLoss {
+            member,
             epoch,
             rollout_steps: steps,
             train_loss: sum / starts.len() as f64,
-            validation_loss: validation_loss(config, setup, params)?,
+            validation_loss: validation_loss(
+                config,
+                setup,
+                &setup.arch,
+                average.as_ref().unwrap_or(params),
+            )?,
         };
         on_epoch(&record);
         losses.push(record);
     }
-    Ok(losses)
+    let last = match average {
+        Some(average) => average,
+        None => snapshot(params)?,
+    };
+    Ok((losses, last))
+}
+
+/// Copies the current weights, detached from the optimiser's variables (which are
+/// updated in place).
+fn snapshot(params: &Params) -> Result<Params, ModelError> {
+    params
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.detach().copy()?)))
+        .collect()
+}
+
+/// Moves `average` towards `params`: `average = decay * average + (1 - decay) * params`.
+fn update_average(average: &mut Params, params: &Params, decay: f64) -> Result<(), ModelError> {
+    for (name, value) in average.iter_mut() {
+        let current = params[name].detach();
+        *value = (value.affine(decay, 0.0)? + current.affine(1.0 - decay, 0.0)?)?;
+    }
+    Ok(())
 }
 
 /// Rollout loss over windows whose first target is a validation frame.
 fn validation_loss(
     config: &TrainConfig,
     setup: &Setup,
+    arch: &Architecture,
     params: &Params,
 ) -> Result<Option<f64>, ModelError> {
     if config.validation_frames == 0 {
@@ -377,6 +518,6 @@ fn validation_loss(
     if starts.is_empty() {
         return Ok(None);
     }
-    let loss = window_loss(setup, params, &starts, steps)?;
+    let loss = window_loss(setup, arch, params, &starts, steps)?;
     Ok(Some(loss.to_scalar::<f32>()? as f64))
 }

@@ -218,6 +218,55 @@ fn save_load_round_trip() {
 }
 
 #[test]
+fn ensemble_with_upstream_round_trip() {
+    let data = storm_frames(0..10);
+    let config = TrainConfig {
+        members: 2,
+        upstream: true,
+        ..tiny_config(3)
+    };
+    let trained = train(&config, &data, &mut |_| {}).unwrap();
+    assert_eq!(trained.losses.len(), 2 * config.epochs);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = trained.model.save(dir.path()).unwrap();
+    let arch = &manifest.architecture;
+    assert_eq!(arch.width, 2 * config.width);
+    // 4 channels per variable (state, trend, climatological change, upstream change)
+    // and 2 coordinates.
+    assert_eq!(arch.input_channels, 4 * 6 + 2);
+    let upstream = arch.upstream.as_ref().expect("upstream inputs recorded");
+    assert_eq!(upstream.hours, 6.0);
+    // p, t, u, v move with the surface wind, u500 and v500 with the 500 hPa wind.
+    let surface = [2, 3];
+    let upper = [4, 5];
+    assert_eq!(
+        upstream.winds,
+        vec![surface, surface, surface, surface, upper, upper]
+    );
+    assert_eq!(upstream.grid, manifest.grid);
+    assert_eq!(manifest.training.members, 2);
+
+    let loaded = load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.manifest(), &manifest);
+    let history = [state(&data, 8), state(&data, 9)];
+    let a = trained.model.step(&history, 0).unwrap();
+    let b = loaded.step(&history, 0).unwrap();
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().all(|x| x.is_finite()), "step returned NaN");
+
+    // An upstream grid that differs from the manifest grid is rejected on load.
+    let mut edited = manifest.clone();
+    if let Some(upstream) = edited.architecture.upstream.as_mut() {
+        upstream.grid.lat.step *= 2.0;
+    }
+    edited.write(dir.path()).unwrap();
+    let err = load(dir.path(), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, ModelError::ManifestJson { .. }), "{err}");
+}
+
+#[test]
 fn load_rejects_bad_weights() {
     let data = storm_frames(0..10);
     let trained = train(&tiny_config(3), &data, &mut |_| {}).unwrap();

@@ -61,6 +61,19 @@ pub struct Args {
     /// Steps of the rollout loss at the end of training (4 steps of 6 h = 24 h).
     #[arg(long, env = "GRIDCAST_TRAIN_ROLLOUT_STEPS", default_value_t = 4)]
     pub rollout_steps: usize,
+    /// Add an input channel per variable with its semi-Lagrangian upstream state, its
+    /// value at `x - wind * step`. Surface variables move with the surface wind (`u`,
+    /// `v`) and `u500`/`v500` with the 500 hPa wind.
+    #[arg(long, env = "GRIDCAST_TRAIN_UPSTREAM", default_value_t = false)]
+    pub upstream_inputs: bool,
+    /// Decay of the exponential moving average of the weights, updated after every
+    /// optimiser step; the saved model keeps the average. 0 saves the last weights.
+    #[arg(long, env = "GRIDCAST_TRAIN_EMA_DECAY", default_value_t = 0.0)]
+    pub ema_decay: f64,
+    /// Networks to train, with seeds SEED, SEED+1 and so on. They are merged into one
+    /// network of MEMBERS times the width whose output is their mean.
+    #[arg(long, env = "GRIDCAST_TRAIN_MEMBERS", default_value_t = 1)]
+    pub members: usize,
     /// Allow storm-1996 steps from 44 on, which are reserved for evaluation.
     #[arg(long, env = "GRIDCAST_TRAIN_ALLOW_HELD_OUT", default_value_t = false)]
     pub allow_held_out_steps: bool,
@@ -92,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let trained = gridcast_models::train(&config, &data, &mut |e| {
         tracing::info!(
+            member = e.member,
             epoch = e.epoch,
             rollout_steps = e.rollout_steps,
             train_loss = e.train_loss,
@@ -107,10 +121,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         out = %args.out.display(),
         weights_sha256 = %manifest.weights_sha256,
+        final_validation_loss = ?manifest.training.final_validation_loss,
         seconds = started.elapsed().as_secs(),
         "training finished"
     );
-    log_held_out_skill(&dataset, &trained.model, *steps.end())
+    if args.validation_steps > 0 {
+        // A validation run chooses settings, so it must not show held-out scores.
+        log_validation_skill(&data, &trained.model, args.validation_steps)
+    } else {
+        log_held_out_skill(&dataset, &trained.model, *steps.end())
+    }
 }
 
 /// Parses `FIRST-LAST` (inclusive) or a single step.
@@ -203,6 +223,9 @@ fn train_config(args: &Args) -> TrainConfig {
         batch_size: args.batch_size,
         rollout_steps: args.rollout_steps,
         validation_frames: args.validation_steps,
+        upstream: args.upstream_inputs,
+        ema_decay: args.ema_decay,
+        members: args.members,
         model_id: model_id(&args.out),
         command: command_line(),
         gridcast_version: env!("CARGO_PKG_VERSION").into(),
@@ -234,32 +257,62 @@ fn log_held_out_skill(
     last_train_step: usize,
 ) -> anyhow::Result<()> {
     let all = training_data(dataset, &(0..=dataset.times.len() - 1))?;
+    log_skill(
+        "held-out skill",
+        &all,
+        model,
+        last_train_step + 2..all.len(),
+    )
+}
+
+/// Logs the same scores as [`log_held_out_skill`] for the inits whose first target is
+/// one of the last `validation_steps` training steps, so that a validation run can be
+/// judged per variable without looking at the held-out steps.
+fn log_validation_skill(
+    data: &TrainingData,
+    model: &gridcast_models::NeuralModel,
+    validation_steps: usize,
+) -> anyhow::Result<()> {
+    let first_target = data.len() - validation_steps;
+    log_skill(
+        "validation skill",
+        data,
+        model,
+        first_target - 1..data.len(),
+    )
+}
+
+/// Logs model and persistence RMSE after 1 and 4 steps from `inits`, frame indices of
+/// `data`. Inits whose 4-step rollout runs past the data are skipped.
+fn log_skill(
+    label: &str,
+    data: &TrainingData,
+    model: &gridcast_models::NeuralModel,
+    inits: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
     let analyses = Analyses {
-        frames: &all.frames,
-        shape: all.shape,
-        valid_hours: &all.valid_hours,
-        lat: &all.lat,
+        frames: &data.frames,
+        shape: data.shape,
+        valid_hours: &data.valid_hours,
+        lat: &data.lat,
     };
-    let inits = last_train_step + 2..all.len();
     let score = |m: &dyn Forecaster| rollout_rmse(m, &analyses, inits.clone(), &[1, 4]);
     let (model_scores, persistence) = (score(model)?, score(&Persistence)?);
     for (m, p) in model_scores.iter().zip(&persistence) {
+        let lead_hours = m.lead_steps as u32 * data.step_hours;
         if m.inits == 0 {
-            tracing::info!(
-                lead_hours = m.lead_steps as u32 * dataset.step_hours,
-                "no held-out steps to score"
-            );
+            tracing::info!(lead_hours, "{label}: no steps to score");
             continue;
         }
-        for (c, (name, _)) in all.variables.iter().enumerate() {
+        for (c, (name, _)) in data.variables.iter().enumerate() {
             tracing::info!(
-                lead_hours = m.lead_steps as u32 * dataset.step_hours,
+                lead_hours,
                 inits = m.inits,
                 variable = %name,
                 model_rmse = m.rmse[c],
                 persistence_rmse = p.rmse[c],
                 ratio = m.rmse[c] / p.rmse[c],
-                "held-out skill"
+                "{label}"
             );
         }
     }
