@@ -1,13 +1,17 @@
 //! CPU forward pass of the shipped network: one 6 h step of `models/storm-cnn` on the
-//! full storm-1996 grid (33 x 36) at batch 1 and batch 64. Criterion reports the time
-//! per step and, through `Throughput::Elements`, grid cells per second.
+//! full storm-1996 grid (33 x 36) at batch 1 and batch 64, with the network on the
+//! kernels' direct convolution (what forecasts run) and on candle's conv2d (what
+//! training runs). Criterion reports the time per step and, through
+//! `Throughput::Elements`, grid cells per second.
 //!
 //! Run with `cargo bench --bench forward`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gridcast_engine::kernel_forward::KernelForward;
 use gridcast_grid::Dataset;
 use gridcast_models::Forecaster;
 
@@ -15,6 +19,11 @@ fn forward(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = gridcast_models::load(&root.join("models/storm-cnn"), &Device::Cpu)
         .expect("the shipped model loads");
+    let mut kernel = gridcast_models::load(&root.join("models/storm-cnn"), &Device::Cpu)
+        .expect("the shipped model loads");
+    kernel.set_forward(Arc::new(
+        KernelForward::from_model(&kernel).expect("the kernels build the shipped layout"),
+    ));
     let dataset = Dataset::open(&root.join("data/storm-1996")).expect("storm-1996 opens");
     let (ny, nx) = (dataset.grid.ny(), dataset.grid.nx());
     let channels = model.manifest().variables.len();
@@ -44,11 +53,11 @@ fn forward(c: &mut Criterion) {
             })
             .collect();
         group.throughput(Throughput::Elements((batch * ny * nx) as u64));
-        group.bench_with_input(
-            BenchmarkId::from_parameter(batch),
-            &history,
-            |b, history| b.iter(|| model.step(history, 6).unwrap()),
-        );
+        for (backend, forecaster) in [("kernel", &kernel), ("candle", &model)] {
+            group.bench_with_input(BenchmarkId::new(backend, batch), &history, |b, history| {
+                b.iter(|| forecaster.step(history, 6).unwrap())
+            });
+        }
     }
     group.finish();
 }
