@@ -182,6 +182,53 @@ async fn rate_limit_answers_429_with_retry_after() {
     );
 }
 
+#[tokio::test]
+async fn failed_authentications_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("service");
+    let (key, _) = create_key(&data_dir, "alice", "read");
+    let server = Server::start(
+        &data_dir,
+        &["--auth", "required", "--rate-limit-per-minute", "3"],
+    );
+    let client = reqwest::Client::new();
+    let guess = "gck_0123456789abcdef_notasecret";
+
+    for _ in 0..3 {
+        let response = client
+            .get(server.url("/v1/jobs"))
+            .bearer_auth(guess)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let limited = client
+        .get(server.url("/v1/jobs"))
+        .bearer_auth(guess)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("client 127.0.0.1 failed authentication")
+    );
+    // The address is blocked until a token refills, even with a valid key.
+    let valid = client
+        .get(server.url("/v1/jobs"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(valid.status(), 429);
+}
+
 #[test]
 fn keys_off_beyond_loopback_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,10 +7,11 @@
 //! embedded service on loopback: every request then acts as an admin without a tenant.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -89,6 +90,27 @@ impl RateLimiter {
         }
     }
 
+    /// Returns how long until `key` has a token again, without taking one; `Ok` when
+    /// it has one now.
+    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * per_second).min(capacity);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) / per_second))
+        }
+    }
+
     /// Takes one token of `key`, or returns how long until one is available.
     pub fn take(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.per_minute);
@@ -140,15 +162,34 @@ pub(crate) async fn authenticate(
     }
     let principal = match state.config.auth {
         AuthMode::Off => Principal::Open,
-        AuthMode::Required => match identify(
-            &state,
-            request.headers().get(header::AUTHORIZATION).cloned(),
-        )
-        .await
-        {
-            Ok(key) => Principal::Key(key),
-            Err(error) => return error.into_response(),
-        },
+        AuthMode::Required => {
+            // Failed authentications count per client address, so guessing keys
+            // meets 429 before it reaches the key lookup.
+            let client = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+            let bucket = format!("failed-auth:{client}");
+            if let Err(wait) = state.limiter.check(&bucket, Instant::now()) {
+                return failed_auth_limited(&client, wait, &state);
+            }
+            match identify(
+                &state,
+                request.headers().get(header::AUTHORIZATION).cloned(),
+            )
+            .await
+            {
+                Ok(key) => Principal::Key(key),
+                Err(error) => {
+                    if error.status == StatusCode::UNAUTHORIZED {
+                        // The check above left a token, so this take succeeds, and
+                        // the next failure past the limit gets the 429.
+                        let _ = state.limiter.take(&bucket, Instant::now());
+                    }
+                    return error.into_response();
+                }
+            }
+        }
     };
     let needed = required_role(request.method(), &path);
     if principal.role() < needed {
@@ -180,6 +221,21 @@ pub(crate) async fn authenticate(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The 429 for a client address that failed authentication too often.
+fn failed_auth_limited(client: &str, wait: Duration, state: &AppState) -> Response {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "client {client} failed authentication more than {} times a minute; retry \
+             later with a valid API key",
+            state.config.rate_limit_per_minute
+        ),
+    )
+    .with_retry_after(wait.max(Duration::from_secs(1)))
+    .into_response()
 }
 
 async fn identify(

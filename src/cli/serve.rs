@@ -508,6 +508,8 @@ fn spawn_server(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // Connection addresses let the API limit failed authentications per client.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(err) = server.await {
             tracing::error!(error = %err, "HTTP server failed");
