@@ -193,40 +193,40 @@ async fn failed_authentications_are_rate_limited() {
     );
     let client = reqwest::Client::new();
     let guess = "gck_0123456789abcdef_notasecret";
+    // The test connects from 127.0.0.1, which the API treats as a proxy in front of
+    // it, so the client is the last X-Forwarded-For entry.
+    let list = |key: &str, forwarded_for: Option<&str>| {
+        let mut request = client.get(server.url("/v1/jobs")).bearer_auth(key);
+        if let Some(address) = forwarded_for {
+            request = request.header("X-Forwarded-For", address);
+        }
+        request.send()
+    };
+    let attacker = Some("198.51.100.9, 203.0.113.7");
 
     for _ in 0..3 {
-        let response = client
-            .get(server.url("/v1/jobs"))
-            .bearer_auth(guess)
-            .send()
-            .await
-            .unwrap();
+        let response = list(guess, attacker).await.unwrap();
         assert_eq!(response.status(), 401);
     }
-    let limited = client
-        .get(server.url("/v1/jobs"))
-        .bearer_auth(guess)
-        .send()
-        .await
-        .unwrap();
+    let limited = list(guess, attacker).await.unwrap();
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("client 127.0.0.1 failed authentication")
+        message.contains("client 203.0.113.7 failed authentication"),
+        "{message}"
     );
-    // The address is blocked until a token refills, even with a valid key.
-    let valid = client
-        .get(server.url("/v1/jobs"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(valid.status(), 429);
+
+    // That address stays blocked until a token refills, even with a valid key.
+    let blocked = list(&key, attacker).await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    // Other clients are not.
+    let other = list(&key, Some("198.51.100.9")).await.unwrap();
+    assert_eq!(other.status(), 200);
+    let direct = list(&key, None).await.unwrap();
+    assert_eq!(direct.status(), 200);
 }
 
 #[test]

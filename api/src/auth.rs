@@ -7,7 +7,7 @@
 //! embedded service on loopback: every request then acts as an admin without a tenant.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -165,10 +165,7 @@ pub(crate) async fn authenticate(
         AuthMode::Required => {
             // Failed authentications count per client address, so guessing keys
             // meets 429 before it reaches the key lookup.
-            let client = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+            let client = client_address(&request);
             let bucket = format!("failed-auth:{client}");
             if let Err(wait) = state.limiter.check(&bucket, Instant::now()) {
                 return failed_auth_limited(&client, wait, &state);
@@ -221,6 +218,33 @@ pub(crate) async fn authenticate(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The address failed authentications are counted under: the connection's peer, or,
+/// when the peer is a loopback or private address (an ingress or proxy in front of the
+/// API), the last `X-Forwarded-For` entry, which that proxy appended itself.
+fn client_address(request: &Request) -> String {
+    let Some(peer) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+    else {
+        return "unknown".to_owned();
+    };
+    let behind_proxy = match peer {
+        IpAddr::V4(ip) => ip.is_loopback() || ip.is_private(),
+        IpAddr::V6(ip) => ip.is_loopback() || ip.is_unique_local(),
+    };
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    match forwarded {
+        Some(client) if behind_proxy => client.to_string(),
+        _ => peer.to_string(),
+    }
 }
 
 /// The 429 for a client address that failed authentication too often.
