@@ -220,9 +220,9 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-/// The address failed authentications are counted under: the connection's peer, or,
-/// when the peer is a loopback or private address (an ingress or proxy in front of the
-/// API), the last `X-Forwarded-For` entry, which that proxy appended itself.
+/// Returns the address that failed authentications count under: the connection's
+/// peer, or, when the peer is a loopback or private address (an ingress or proxy in
+/// front of the API), the last `X-Forwarded-For` entry, which that proxy appended.
 fn client_address(request: &Request) -> String {
     let Some(peer) = request
         .extensions()
@@ -247,7 +247,7 @@ fn client_address(request: &Request) -> String {
     }
 }
 
-/// The 429 for a client address that failed authentication too often.
+/// Builds the 429 for a client address that failed authentication too often.
 fn failed_auth_limited(client: &str, wait: Duration, state: &AppState) -> Response {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
