@@ -275,12 +275,12 @@ fn departure_corners(
         for &[u_channel, v_channel] in &upstream.winds {
             let u = &physical[(b * channels + u_channel) * cells..][..cells];
             let v = &physical[(b * channels + v_channel) * cells..][..cells];
-            for i in 0..n_lat {
+            for (i, cols_per_speed) in cols_per_speed.iter().enumerate() {
                 for j in 0..n_lon {
                     let k = i * n_lon + j;
                     // A NaN wind leaves the cell where it is.
                     let row = finite_or(i as f64 - v[k] as f64 * rows_per_speed, i);
-                    let col = finite_or(j as f64 - u[k] as f64 * cols_per_speed[i], j);
+                    let col = finite_or(j as f64 - u[k] as f64 * cols_per_speed, j);
                     let (i0, i1, fy) = bracket(row, n_lat);
                     let (j0, j1, fx) = bracket(col, n_lon);
                     let neighbours = [
