@@ -79,6 +79,10 @@ struct BatchReport {
     /// Convolution FLOPs of one forward pass (see `conv_flops`).
     flops_per_forward: u64,
     gflops_per_second: f64,
+    /// FLOPs the backend performs: the kernel skips input channels whose weights into
+    /// a group of output channels are all zero, candle computes them all.
+    executed_flops_per_forward: u64,
+    executed_gflops_per_second: f64,
 }
 
 #[derive(Serialize)]
@@ -132,7 +136,7 @@ fn main() -> anyhow::Result<()> {
         let (_, _, n_lat, n_lon) = inputs.features.dims4()?;
         let times = time_forward(&run, &inputs.features, args.seconds)?;
         let flops = conv_flops(&manifest.architecture, batch, n_lat, n_lon);
-        let report = summarise(
+        let mut report = summarise(
             batch,
             &inputs.features,
             times,
@@ -140,13 +144,19 @@ fn main() -> anyhow::Result<()> {
             input_file,
             output_file,
         );
+        if let Backend::Kernel = args.backend {
+            let executed = 2 * kernel.unet().executed_multiply_adds(n_lat, n_lon) * batch as u64;
+            report.executed_flops_per_forward = executed;
+            report.executed_gflops_per_second = executed as f64 / report.median_seconds / 1e9;
+        }
         println!(
-            "batch {:>3}: {:>8.3} ms per forward (median of {}), {:>10.0} cells/s, {:>6.2} GFLOP/s",
+            "batch {:>3}: {:>8.3} ms per forward (median of {}), {:>10.0} cells/s, {:>6.2} GFLOP/s, {:>6.2} GFLOP/s executed",
             report.batch,
             report.median_seconds * 1e3,
             report.iterations,
             report.cells_per_second,
             report.gflops_per_second,
+            report.executed_gflops_per_second,
         );
         batches.push(report);
     }
@@ -246,13 +256,20 @@ fn build_inputs(
     let climate_change =
         features::climate_change(&clim_now, &climatology.field(valid_hour)?, &scales)?;
 
-    // The same concatenation as `features::predict_normalized`.
-    let trend = ((&z_now - &z_prev)?.broadcast_mul(&scales.std_over_tendency)? * trend_valid)?;
-    let climate_change = climate_change.broadcast_as(z_now.shape())?.contiguous()?;
-    let coords = features::static_channels(&manifest.grid, device)?
-        .broadcast_as((batch, features::STATIC_CHANNELS, n_lat, n_lon))?
-        .contiguous()?;
-    let features_tensor = Tensor::cat(&[&z_now, &trend, &climate_change, &coords], 1)?;
+    // The same assembly as `features::predict_normalized`.
+    let static_channels = features::static_channels(&manifest.grid, device)?;
+    let step_input = features::StepInput {
+        z_prev: &z_prev,
+        z_now: &z_now,
+        trend_valid: Some(&trend_valid),
+        climate_change: &climate_change,
+    };
+    let features_tensor = features::network_input(
+        &manifest.architecture,
+        &scales,
+        &static_channels,
+        &step_input,
+    )?;
 
     let output = network::forward(&manifest.architecture, params, &features_tensor)?;
     let z_next = (&z_now + output.broadcast_mul(&scales.tendency_over_std)?)?;
@@ -319,6 +336,8 @@ fn summarise(
         cells_per_second: cells / median,
         flops_per_forward: flops,
         gflops_per_second: flops as f64 / median / 1e9,
+        executed_flops_per_forward: flops,
+        executed_gflops_per_second: flops as f64 / median / 1e9,
     }
 }
 

@@ -164,6 +164,11 @@ pub struct Conv2d {
     packed: Vec<f32>,
     /// Bias padded with zeros to a whole number of groups.
     bias: Vec<f32>,
+    /// Per group of [`OUT_BLOCK`] output channels, the input channels with a non-zero
+    /// weight into it; the tile loop skips the others. A network that merges several
+    /// independent ones, as an ensemble in one set of weights does, has whole
+    /// zero blocks.
+    active: Vec<Vec<usize>>,
 }
 
 impl Conv2d {
@@ -197,12 +202,24 @@ impl Conv2d {
         }
         let mut padded_bias = vec![0.0; groups * OUT_BLOCK];
         padded_bias[..c_out].copy_from_slice(bias);
+        let block = taps * OUT_BLOCK;
+        let active = (0..groups)
+            .map(|g| {
+                (0..c_in)
+                    .filter(|ci| {
+                        let start = (g * c_in + ci) * block;
+                        packed[start..start + block].iter().any(|w| *w != 0.0)
+                    })
+                    .collect()
+            })
+            .collect();
         Ok(Conv2d {
             c_in,
             c_out,
             kernel,
             packed,
             bias: padded_bias,
+            active,
         })
     }
 
@@ -214,9 +231,22 @@ impl Conv2d {
         self.c_out
     }
 
-    /// Multiply-adds of one application on an `h x w` grid.
+    /// Multiply-adds of one application on an `h x w` grid, zero weights included.
     pub fn multiply_adds(&self, h: usize, w: usize) -> u64 {
         (self.c_in * self.c_out * self.kernel * self.kernel * h * w) as u64
+    }
+
+    /// Multiply-adds the kernel performs on an `h x w` grid: those of the input
+    /// channels it does not skip, for each group's valid output channels.
+    pub fn executed_multiply_adds(&self, h: usize, w: usize) -> u64 {
+        let taps = self.kernel * self.kernel;
+        let per_cell: usize = self
+            .active
+            .iter()
+            .enumerate()
+            .map(|(g, inputs)| inputs.len() * taps * OUT_BLOCK.min(self.c_out - g * OUT_BLOCK))
+            .sum();
+        (per_cell * h * w) as u64
     }
 
     /// Convolves channels `in_start..in_start + c_in` of `input` and writes the result,
@@ -296,6 +326,7 @@ impl Conv2d {
                 taps: &taps,
                 packed: &self.packed,
                 bias: &self.bias,
+                active: &self.active,
                 silu: activation == Activation::Silu,
                 start: band.start,
                 end: band.end,
@@ -328,6 +359,8 @@ pub(crate) struct TileArgs<'a> {
     pub(crate) taps: &'a [isize],
     pub(crate) packed: &'a [f32],
     pub(crate) bias: &'a [f32],
+    /// Input channels per group that have non-zero weights.
+    pub(crate) active: &'a [Vec<usize>],
     pub(crate) silu: bool,
     pub(crate) start: usize,
     pub(crate) end: usize,
@@ -371,7 +404,7 @@ fn tiles<const L: usize, const NV: usize>(args: &TileArgs<'_>, outs: &mut [&mut 
                     *v = [bias[j]; L];
                 }
             }
-            for ci in 0..args.c_in {
+            for &ci in &args.active[g] {
                 let base = ci * args.plane_len + p0;
                 let weights = &args.packed[(g * args.c_in + ci) * n_taps * OUT_BLOCK..];
                 for (t, &offset) in args.taps.iter().enumerate() {

@@ -35,7 +35,7 @@ pub(crate) fn tiles_avx512(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
             for (pair, &b) in acc.iter_mut().zip(bias) {
                 *pair = [_mm512_set1_ps(b); 2];
             }
-            for ci in 0..args.c_in {
+            for &ci in &args.active[g] {
                 let base = ci * args.plane_len + p0;
                 let weights =
                     &args.packed[(g * args.c_in + ci) * n_taps * OUT_BLOCK..][..n_taps * OUT_BLOCK];
@@ -126,7 +126,7 @@ pub(crate) fn tiles_avx2(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
             for (a, &b) in acc.iter_mut().zip(bias) {
                 *a = _mm256_set1_ps(b);
             }
-            for ci in 0..args.c_in {
+            for &ci in &args.active[g] {
                 let base = ci * args.plane_len + p0;
                 let weights =
                     &args.packed[(g * args.c_in + ci) * n_taps * OUT_BLOCK..][..n_taps * OUT_BLOCK];

@@ -223,18 +223,33 @@ impl Unet {
     }
 
     /// Multiply-adds of the convolutions for one batch member on an `n_lat x n_lon`
-    /// grid, counted on the padded grid the network computes.
+    /// grid, zero weights included, counted on the padded grid the network computes.
     pub fn multiply_adds(&self, n_lat: usize, n_lon: usize) -> u64 {
+        self.sum_over_convolutions(n_lat, n_lon, Conv2d::multiply_adds)
+    }
+
+    /// Multiply-adds the kernels perform for one batch member, which skip input
+    /// channels whose weights into a group of output channels are all zero.
+    pub fn executed_multiply_adds(&self, n_lat: usize, n_lon: usize) -> u64 {
+        self.sum_over_convolutions(n_lat, n_lon, Conv2d::executed_multiply_adds)
+    }
+
+    fn sum_over_convolutions(
+        &self,
+        n_lat: usize,
+        n_lon: usize,
+        count: fn(&Conv2d, usize, usize) -> u64,
+    ) -> u64 {
         let (h, w) = self.padded(n_lat, n_lon);
-        let mut total = self.head.multiply_adds(h, w);
+        let mut total = count(&self.head, h, w);
         for (i, (enc, dec)) in self.encoders.iter().zip(&self.decoders).enumerate() {
             for conv in [&enc.conv1, &enc.conv2, &dec.conv1, &dec.conv2] {
-                total += conv.multiply_adds(h >> i, w >> i);
+                total += count(conv, h >> i, w >> i);
             }
         }
         let l = self.layout.levels;
-        total += self.mid.conv1.multiply_adds(h >> l, w >> l);
-        total + self.mid.conv2.multiply_adds(h >> l, w >> l)
+        total += count(&self.mid.conv1, h >> l, w >> l);
+        total + count(&self.mid.conv2, h >> l, w >> l)
     }
 
     fn padded(&self, n_lat: usize, n_lon: usize) -> (usize, usize) {
@@ -327,7 +342,7 @@ impl Unet {
                     output: &mut Planes,
                     out_start: usize,
                     activation: Activation| {
-            let work = conv.multiply_adds(input.height(), input.width());
+            let work = conv.executed_multiply_adds(input.height(), input.width());
             let split = if work >= PARALLEL_MULTIPLY_ADDS {
                 threads
             } else {

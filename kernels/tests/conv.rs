@@ -138,3 +138,51 @@ fn bad_arguments_are_errors_that_name_them() {
         "{err}"
     );
 }
+
+#[test]
+fn zero_weight_blocks_are_skipped_exactly() {
+    // Two independent 8-channel networks merged into one convolution: output group 0
+    // reads only input channels 0-7 and group 1 only 8-15, as a merged ensemble does.
+    let (c_in, c_out, k, h, w) = (16, 16, 3, 12, 10);
+    let input = values(c_in * h * w, 7);
+    let mut weight = values(c_out * c_in * k * k, 8);
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            if co / 8 != ci / 8 {
+                let at = (co * c_in + ci) * k * k;
+                weight[at..at + k * k].fill(0.0);
+            }
+        }
+    }
+    let bias = values(c_out, 9);
+    let conv = Conv2d::new(&weight, &bias, c_out, c_in, k).unwrap();
+    assert_eq!(
+        conv.executed_multiply_adds(h, w) * 2,
+        conv.multiply_adds(h, w)
+    );
+    let mut planes = Planes::zeros(c_in, h, w);
+    for c in 0..c_in {
+        for y in 0..h {
+            let at = (c * h + y) * w;
+            planes.row_mut(c, y).copy_from_slice(&input[at..at + w]);
+        }
+    }
+    let expected = candle_conv(&input, &weight, &bias, (c_in, c_out, k, h, w), true);
+    for isa in Isa::available() {
+        let mut out = Planes::zeros(c_out, h, w);
+        conv.apply(isa, &planes, 0, &mut out, 0, Activation::Silu, 1)
+            .unwrap();
+        for c in 0..c_out {
+            for y in 0..h {
+                for (x, got) in out.row(c, y).iter().enumerate() {
+                    let e = expected[(c * h + y) * w + x];
+                    // Same tolerance and reason as the test above.
+                    assert!(
+                        (got - e).abs() <= 1e-5,
+                        "{isa:?} ({c}, {y}, {x}): {got} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
