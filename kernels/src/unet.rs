@@ -14,15 +14,15 @@
 //! straight into the channels of the decoder's input that follow the up-sampled ones.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 use crate::KernelError;
 use crate::conv::{Activation, Conv2d, Isa, Planes, avg_pool2, upsample2};
 
-/// Below this many multiply-adds a convolution runs on one thread, because splitting
-/// it would cost more in rayon hand-offs than it saves (an estimate, not tuned).
-const PARALLEL_MULTIPLY_ADDS: u64 = 200_000;
+/// Most idle workspaces kept for reuse; more are dropped when returned.
+const POOLED_WORKSPACES: usize = 64;
 
 /// Shape parameters of a `unet2` network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ struct Block {
 }
 
 /// A `unet2` network with its weights packed for the CPU kernels.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Unet {
     layout: UnetLayout,
     encoders: Vec<Block>,
@@ -60,6 +60,8 @@ pub struct Unet {
     decoders: Vec<Block>,
     head: Conv2d,
     isa: Isa,
+    /// Idle workspaces, so a forward pass does not allocate and zero its buffers.
+    workspaces: Mutex<Vec<Workspace>>,
 }
 
 fn conv_from(
@@ -98,7 +100,8 @@ fn block_from(
     })
 }
 
-/// Buffers of one forward pass, reused across batch members.
+/// Buffers of one forward pass, reused across batch members and calls.
+#[derive(Debug)]
 struct Workspace {
     /// Encoder inputs by level; `inputs[levels]` feeds the bottleneck.
     inputs: Vec<Planes>,
@@ -203,6 +206,7 @@ impl Unet {
             decoders,
             head,
             isa: Isa::detect(),
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -263,8 +267,9 @@ impl Unet {
     /// Runs the network on `input` `[batch, input_channels, n_lat, n_lon]` (row-major)
     /// and returns `[batch, output_channels, n_lat, n_lon]`. Values must be finite.
     ///
-    /// Batch members run in parallel on the rayon pool when there are at least as many
-    /// as threads; otherwise each large convolution is split across the threads.
+    /// Batch members run in parallel on the rayon pool, each on one thread. A single
+    /// member runs on the calling thread: splitting each convolution across threads
+    /// measured slower at every split size tried on the shipped model (docs/benchmarks.md).
     pub fn forward(
         &self,
         input: &[f32],
@@ -291,28 +296,46 @@ impl Unet {
         if batch == 0 {
             return Ok(output);
         }
-        let threads = rayon::current_num_threads();
-        let run = |ws: &mut Workspace, member: &[f32], out: &mut [f32], split: usize| {
-            self.member(ws, member, out, n_lat, n_lon, split)
+        let run = |ws: &mut WorkspaceLease<'_>, member: &[f32], out: &mut [f32]| {
+            self.member(ws.get(), member, out, n_lat, n_lon)
         };
-        if batch >= threads && threads > 1 {
+        if batch > 1 && rayon::current_num_threads() > 1 {
             output
                 .par_chunks_mut(member_out)
                 .zip(input.par_chunks(member_in))
                 .try_for_each_init(
-                    || Workspace::new(layout, h, w),
-                    |ws, (out, member)| run(ws, member, out, 1),
+                    || self.lease(h, w),
+                    |ws, (out, member)| run(ws, member, out),
                 )?;
         } else {
-            let mut ws = Workspace::new(layout, h, w);
+            let mut ws = self.lease(h, w);
             for (out, member) in output.chunks_mut(member_out).zip(input.chunks(member_in)) {
-                run(&mut ws, member, out, threads)?;
+                run(&mut ws, member, out)?;
             }
         }
         Ok(output)
     }
 
-    /// One batch member; `threads` bands for the convolutions large enough to split.
+    /// Takes an idle workspace for an `h x w` padded grid from the pool, or makes one.
+    fn lease(&self, h: usize, w: usize) -> WorkspaceLease<'_> {
+        let mut pool = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let found = pool
+            .iter()
+            .position(|ws| (ws.head.height(), ws.head.width()) == (h, w));
+        let workspace = match found {
+            Some(index) => pool.swap_remove(index),
+            None => Workspace::new(&self.layout, h, w),
+        };
+        WorkspaceLease {
+            pool: &self.workspaces,
+            workspace: Some(workspace),
+        }
+    }
+
+    /// Runs one batch member on the calling thread.
     fn member(
         &self,
         ws: &mut Workspace,
@@ -320,7 +343,6 @@ impl Unet {
         output: &mut [f32],
         n_lat: usize,
         n_lon: usize,
-        threads: usize,
     ) -> Result<(), KernelError> {
         let layout = &self.layout;
         let (h, w) = self.padded(n_lat, n_lon);
@@ -342,15 +364,7 @@ impl Unet {
                     output: &mut Planes,
                     out_start: usize,
                     activation: Activation| {
-            let work = conv.executed_multiply_adds(input.height(), input.width());
-            let split = if work >= PARALLEL_MULTIPLY_ADDS {
-                threads
-            } else {
-                1
-            };
-            conv.apply(
-                self.isa, input, in_start, output, out_start, activation, split,
-            )
+            conv.apply(self.isa, input, in_start, output, out_start, activation, 1)
         };
         let silu = Activation::Silu;
         let levels = layout.levels;
@@ -415,5 +429,33 @@ impl Unet {
             }
         }
         Ok(())
+    }
+}
+
+/// A workspace taken from a [`Unet`]'s pool, returned to it when dropped.
+struct WorkspaceLease<'a> {
+    pool: &'a Mutex<Vec<Workspace>>,
+    workspace: Option<Workspace>,
+}
+
+impl WorkspaceLease<'_> {
+    fn get(&mut self) -> &mut Workspace {
+        self.workspace
+            .as_mut()
+            .expect("a lease holds its workspace until dropped")
+    }
+}
+
+impl Drop for WorkspaceLease<'_> {
+    fn drop(&mut self) {
+        let mut pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(workspace) = self.workspace.take()
+            && pool.len() < POOLED_WORKSPACES
+        {
+            pool.push(workspace);
+        }
     }
 }
