@@ -88,7 +88,7 @@ impl Catalog {
     /// every model directory under `model_root` that has a `manifest.json`.
     pub fn open(data_root: &Path, model_root: &Path) -> Result<Catalog, EngineError> {
         let mut datasets = BTreeMap::new();
-        for dir in subdirectories_with(data_root, "dataset.toml")? {
+        for dir in subdirectories_with(data_root, "dataset.toml", "data")? {
             let dataset = Dataset::open(&dir).map_err(|err| EngineError::CorruptInput {
                 path: dir.clone(),
                 message: err.to_string(),
@@ -97,7 +97,7 @@ impl Catalog {
         }
         let mut models = BTreeMap::new();
         let mut climatologies = BTreeMap::new();
-        for dir in subdirectories_with(model_root, "manifest.json")? {
+        for dir in subdirectories_with(model_root, "manifest.json", "model")? {
             let mut model =
                 gridcast_models::load(&dir, &Device::Cpu).map_err(|err| EngineError::Model {
                     model: dir.display().to_string(),
@@ -186,7 +186,17 @@ impl Catalog {
     }
 }
 
-fn subdirectories_with(root: &Path, marker: &str) -> Result<Vec<PathBuf>, EngineError> {
+fn subdirectories_with(
+    root: &Path,
+    marker: &str,
+    what: &'static str,
+) -> Result<Vec<PathBuf>, EngineError> {
+    if !root.exists() {
+        return Err(EngineError::MissingRoot {
+            what,
+            path: root.to_path_buf(),
+        });
+    }
     let io_error = |source| EngineError::Io {
         path: root.to_path_buf(),
         source,

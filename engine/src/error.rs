@@ -21,6 +21,12 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A data or model root directory does not exist.
+    #[error(
+        "{what} directory {path} does not exist; pass --{what}-root (or the matching \
+         setting) or run from a directory that contains it"
+    )]
+    MissingRoot { what: &'static str, path: PathBuf },
     /// The model failed to load or run.
     #[error("model {model}: {message}")]
     Model { model: String, message: String },

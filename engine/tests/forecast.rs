@@ -253,3 +253,16 @@ fn model_listing_names_variables() {
     assert!(models.iter().any(|m| m.id == "persistence"));
     assert!(models.iter().any(|m| m.id == "climatology"));
 }
+
+#[test]
+fn missing_catalog_root_names_the_directory_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let Err(err) = Catalog::open(&missing, &models) else {
+        panic!("a missing data root must be an error");
+    };
+    let err = err.to_string();
+    assert!(err.contains("no-such-data"), "{err}");
+    assert!(err.contains("--data-root"), "{err}");
+}

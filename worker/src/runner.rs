@@ -54,7 +54,7 @@ pub fn error_code(error: &EngineError) -> &'static str {
         EngineError::Request(_) => "invalid_request",
         EngineError::Cancelled { .. } => "cancelled",
         EngineError::CorruptInput { .. } => "corrupt_input",
-        EngineError::Io { .. } => "io",
+        EngineError::Io { .. } | EngineError::MissingRoot { .. } => "io",
         EngineError::Model { .. } => "model",
     }
 }
