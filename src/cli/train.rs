@@ -63,16 +63,25 @@ pub struct Args {
     pub rollout_steps: usize,
     /// Add an input channel per variable with its semi-Lagrangian upstream state, its
     /// value at `x - wind * step`. Surface variables move with the surface wind (`u`,
-    /// `v`) and `u500`/`v500` with the 500 hPa wind.
-    #[arg(long, env = "GRIDCAST_TRAIN_UPSTREAM", default_value_t = false)]
+    /// `v`) and `u500`/`v500` with the 500 hPa wind. On by default, as in the shipped
+    /// model; `--upstream-inputs=false` trains without them.
+    #[arg(
+        long,
+        env = "GRIDCAST_TRAIN_UPSTREAM",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     pub upstream_inputs: bool,
     /// Decay of the exponential moving average of the weights, updated after every
     /// optimiser step; the saved model keeps the average. 0 saves the last weights.
     #[arg(long, env = "GRIDCAST_TRAIN_EMA_DECAY", default_value_t = 0.0)]
     pub ema_decay: f64,
     /// Networks to train, with seeds SEED, SEED+1 and so on. They are merged into one
-    /// network of MEMBERS times the width whose output is their mean.
-    #[arg(long, env = "GRIDCAST_TRAIN_MEMBERS", default_value_t = 1)]
+    /// network of MEMBERS times the width whose output is their mean. The shipped
+    /// model has 4.
+    #[arg(long, env = "GRIDCAST_TRAIN_MEMBERS", default_value_t = 4)]
     pub members: usize,
     /// Allow storm-1996 steps from 44 on, which are reserved for evaluation.
     #[arg(long, env = "GRIDCAST_TRAIN_ALLOW_HELD_OUT", default_value_t = false)]
@@ -354,6 +363,23 @@ mod tests {
         assert_eq!(train_config(&args).levels, 2);
         let args = Cli::parse_from(["train", "--levels", "3"]).args;
         assert_eq!(train_config(&args).levels, 3);
+    }
+
+    #[test]
+    fn defaults_match_the_shipped_model() {
+        let shipped = gridcast_models::Manifest::read(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/storm-cnn"),
+        )
+        .expect("the shipped manifest reads");
+        let args = Cli::parse_from(["train"]).args;
+        let config = train_config(&args);
+        assert_eq!(config.members, shipped.training.members);
+        assert_eq!(config.upstream, shipped.architecture.upstream.is_some());
+        let args = Cli::parse_from(["train", "--upstream-inputs=false", "--members", "1"]).args;
+        assert!(!train_config(&args).upstream);
+        assert_eq!(train_config(&args).members, 1);
+        let args = Cli::parse_from(["train", "--upstream-inputs"]).args;
+        assert!(train_config(&args).upstream);
     }
 
     #[test]
