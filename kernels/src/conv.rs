@@ -278,6 +278,9 @@ impl Conv2d {
                 output.channels
             )));
         }
+        if input.h == 0 || input.w == 0 {
+            return Ok(());
+        }
         let stride = input.stride() as isize;
         let taps: Vec<isize> = if self.kernel == 1 {
             vec![0]

@@ -137,6 +137,18 @@ fn bad_arguments_are_errors_that_name_them() {
         err.to_string().contains("differs from output grid"),
         "{err}"
     );
+    // An empty grid has nothing to compute.
+    let mut empty_out = Planes::zeros(1, 0, 3);
+    conv.apply(
+        Isa::Portable,
+        &Planes::zeros(2, 0, 3),
+        0,
+        &mut empty_out,
+        0,
+        Activation::None,
+        1,
+    )
+    .unwrap();
 }
 
 #[test]
