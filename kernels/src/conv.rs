@@ -23,8 +23,6 @@
 //! as a portable loop over fixed-size arrays for other CPUs; [`Isa::detect`] picks the
 //! widest the CPU supports at run time.
 
-use rayon::prelude::*;
-
 use crate::KernelError;
 
 /// Output channels computed together by one tile.
@@ -251,8 +249,7 @@ impl Conv2d {
 
     /// Convolves channels `in_start..in_start + c_in` of `input` and writes the result,
     /// activated, to channels `out_start..out_start + c_out` of `output`. Both must have
-    /// the same grid. `threads > 1` splits the grid into that many bands run on rayon.
-    #[allow(clippy::too_many_arguments)]
+    /// the same grid.
     pub fn apply(
         &self,
         isa: Isa,
@@ -261,7 +258,6 @@ impl Conv2d {
         output: &mut Planes,
         out_start: usize,
         activation: Activation,
-        threads: usize,
     ) -> Result<(), KernelError> {
         if (input.h, input.w) != (output.h, output.w) {
             return Err(KernelError::InvalidArgument(format!(
@@ -295,62 +291,28 @@ impl Conv2d {
         // column in, so the most negative tap offset stays inside the plane.
         let first = input.at(0, 0);
         let end = input.at(input.h - 1, input.w - 1) + 1;
-        let bands = threads.clamp(1, (end - first).div_ceil(4 * MAX_TILE).max(1));
-        let band_len = (end - first).div_ceil(bands).next_multiple_of(MAX_TILE);
-
-        // Split each output plane at the band boundaries, so every band owns the
-        // slices it writes.
-        let mut work: Vec<Band<'_>> = (0..bands)
-            .map(|b| {
-                let start = (first + b * band_len).min(end);
-                Band {
-                    start,
-                    end: (start + band_len).min(end),
-                    outs: Vec::with_capacity(self.c_out),
-                }
-            })
+        let mut outs: Vec<&mut [f32]> = output.data
+            [out_start * plane_len..(out_start + self.c_out) * plane_len]
+            .chunks_mut(plane_len)
+            .map(|plane| &mut plane[first..end])
             .collect();
-        let out_planes = output.data[out_start * plane_len..(out_start + self.c_out) * plane_len]
-            .chunks_mut(plane_len);
-        for plane in out_planes {
-            let mut rest = &mut plane[first..end];
-            for band in work.iter_mut() {
-                let (mine, tail) = rest.split_at_mut(band.end - band.start);
-                band.outs.push(mine);
-                rest = tail;
-            }
-        }
-        let job = |band: &mut Band<'_>| {
-            let args = TileArgs {
-                source,
-                plane_len,
-                c_in: self.c_in,
-                c_out: self.c_out,
-                taps: &taps,
-                packed: &self.packed,
-                bias: &self.bias,
-                active: &self.active,
-                silu: activation == Activation::Silu,
-                start: band.start,
-                end: band.end,
-            };
-            run_tiles(isa, &args, &mut band.outs);
+        let args = TileArgs {
+            source,
+            plane_len,
+            c_in: self.c_in,
+            c_out: self.c_out,
+            taps: &taps,
+            packed: &self.packed,
+            bias: &self.bias,
+            active: &self.active,
+            silu: activation == Activation::Silu,
+            start: first,
+            end,
         };
-        if bands == 1 {
-            work.iter_mut().for_each(job);
-        } else {
-            work.par_iter_mut().for_each(job);
-        }
+        run_tiles(isa, &args, &mut outs);
         output.clear_border_columns(out_start..out_start + self.c_out);
         Ok(())
     }
-}
-
-/// A run of flat indices and the slices of every output plane that cover it.
-struct Band<'a> {
-    start: usize,
-    end: usize,
-    outs: Vec<&'a mut [f32]>,
 }
 
 /// Everything the tile loop reads.
@@ -596,7 +558,7 @@ mod tests {
         let conv = Conv2d::new(&[1.0; 9], &[0.5], 1, 1, 3).unwrap();
         let mut output = Planes::zeros(1, h, w);
         for isa in Isa::available() {
-            conv.apply(isa, &input, 0, &mut output, 0, Activation::None, 1)
+            conv.apply(isa, &input, 0, &mut output, 0, Activation::None)
                 .unwrap();
             let stride = w + 2;
             let plane = &output.data[..(h + 2) * stride];

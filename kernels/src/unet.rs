@@ -364,7 +364,7 @@ impl Unet {
                     output: &mut Planes,
                     out_start: usize,
                     activation: Activation| {
-            conv.apply(self.isa, input, in_start, output, out_start, activation, 1)
+            conv.apply(self.isa, input, in_start, output, out_start, activation)
         };
         let silu = Activation::Silu;
         let levels = layout.levels;

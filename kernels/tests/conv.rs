@@ -74,34 +74,32 @@ fn convolution_matches_candle_on_every_instruction_set() {
                 Activation::None
             };
             for isa in Isa::available() {
-                for threads in [1, 2, 3] {
-                    // Write into the middle channels of a larger output to check the
-                    // channel offset too.
-                    let mut out = Planes::zeros(c_out + 2, h, w);
-                    conv.apply(isa, &planes, 0, &mut out, 1, activation, threads)
-                        .unwrap();
-                    let mut worst = 0.0f32;
-                    for c in 0..c_out {
-                        for y in 0..h {
-                            let row = out.row(1 + c, y);
-                            for x in 0..w {
-                                let e = expected[(c * h + y) * w + x];
-                                worst = worst.max((row[x] - e).abs());
-                            }
+                // Write into the middle channels of a larger output to check the
+                // channel offset too.
+                let mut out = Planes::zeros(c_out + 2, h, w);
+                conv.apply(isa, &planes, 0, &mut out, 1, activation)
+                    .unwrap();
+                let mut worst = 0.0f32;
+                for c in 0..c_out {
+                    for y in 0..h {
+                        let row = out.row(1 + c, y);
+                        for x in 0..w {
+                            let e = expected[(c * h + y) * w + x];
+                            worst = worst.max((row[x] - e).abs());
                         }
                     }
+                }
+                assert!(
+                    worst <= 1e-5,
+                    "case {case} {:?} silu {silu} {isa:?}: max diff {worst:e}",
+                    (c_in, c_out, k, h, w)
+                );
+                for y in 0..h {
+                    assert!(out.row(0, y).iter().all(|v| *v == 0.0), "channel 0 written");
                     assert!(
-                        worst <= 1e-5,
-                        "case {case} {:?} silu {silu} {isa:?} threads {threads}: max diff {worst:e}",
-                        (c_in, c_out, k, h, w)
+                        out.row(c_out + 1, y).iter().all(|v| *v == 0.0),
+                        "channel after the output written"
                     );
-                    for y in 0..h {
-                        assert!(out.row(0, y).iter().all(|v| *v == 0.0), "channel 0 written");
-                        assert!(
-                            out.row(c_out + 1, y).iter().all(|v| *v == 0.0),
-                            "channel after the output written"
-                        );
-                    }
                 }
             }
         }
@@ -118,7 +116,7 @@ fn bad_arguments_are_errors_that_name_them() {
     let input = Planes::zeros(1, 4, 4);
     let mut out = Planes::zeros(1, 4, 4);
     let err = conv
-        .apply(Isa::Portable, &input, 0, &mut out, 0, Activation::None, 1)
+        .apply(Isa::Portable, &input, 0, &mut out, 0, Activation::None)
         .unwrap_err();
     assert!(err.to_string().contains("do not fit"), "{err}");
     let mut small = Planes::zeros(2, 3, 4);
@@ -130,7 +128,6 @@ fn bad_arguments_are_errors_that_name_them() {
             &mut small,
             0,
             Activation::None,
-            1,
         )
         .unwrap_err();
     assert!(
@@ -146,7 +143,6 @@ fn bad_arguments_are_errors_that_name_them() {
         &mut empty_out,
         0,
         Activation::None,
-        1,
     )
     .unwrap();
 }
@@ -182,7 +178,7 @@ fn zero_weight_blocks_are_skipped_exactly() {
     let expected = candle_conv(&input, &weight, &bias, (c_in, c_out, k, h, w), true);
     for isa in Isa::available() {
         let mut out = Planes::zeros(c_out, h, w);
-        conv.apply(isa, &planes, 0, &mut out, 0, Activation::Silu, 1)
+        conv.apply(isa, &planes, 0, &mut out, 0, Activation::Silu)
             .unwrap();
         for c in 0..c_out {
             for y in 0..h {
