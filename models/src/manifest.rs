@@ -206,7 +206,44 @@ impl Manifest {
                 source: <serde_json::Error as serde::de::Error>::custom(message),
             });
         }
+        if let Some(message) = manifest.invalid_statistics() {
+            return Err(ModelError::ManifestJson {
+                path,
+                source: <serde_json::Error as serde::de::Error>::custom(message),
+            });
+        }
         Ok(manifest)
+    }
+
+    /// Describes the first normalisation statistic that would make inference divide by
+    /// zero or produce garbage: a mean that is not finite, or a standard deviation
+    /// that is not finite and positive.
+    fn invalid_statistics(&self) -> Option<String> {
+        self.variables.iter().enumerate().find_map(|(i, v)| {
+            let checks = [
+                ("mean", v.mean, v.mean.is_finite()),
+                ("std", v.std, v.std.is_finite() && v.std > 0.0),
+                (
+                    "tendency_std",
+                    v.tendency_std,
+                    v.tendency_std.is_finite() && v.tendency_std > 0.0,
+                ),
+            ];
+            checks
+                .into_iter()
+                .find(|(_, _, ok)| !ok)
+                .map(|(field, value, _)| {
+                    format!(
+                        "variables[{i}].{field} of `{}` is {value}; it must be finite{}",
+                        v.name,
+                        if field == "mean" {
+                            ""
+                        } else {
+                            " and greater than 0"
+                        }
+                    )
+                })
+        })
     }
 
     /// Writes the manifest as pretty JSON to `manifest.json` in `dir`.

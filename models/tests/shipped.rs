@@ -57,3 +57,24 @@ fn shipped_model_beats_persistence_held_out() {
         );
     }
 }
+
+#[test]
+fn invalid_manifest_statistics_are_rejected() {
+    for (field, value) in [("std", 0.0), ("std", -1.0), ("tendency_std", 0.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["manifest.json", "model.safetensors"] {
+            std::fs::copy(shipped_dir().join(name), dir.path().join(name)).unwrap();
+        }
+        let path = dir.path().join("manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        manifest["variables"][1][field] = serde_json::json!(value);
+        std::fs::write(&path, manifest.to_string()).unwrap();
+        let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("variables[1].{field} of `t` is {value}")),
+            "{err}"
+        );
+        assert!(err.contains("greater than 0"), "{err}");
+    }
+}
