@@ -5,6 +5,8 @@
 //! It decodes with `serde_path_to_error`: malformed JSON is a 400, and a missing,
 //! unknown or mistyped field is a 422 whose `field` is the JSON path.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
@@ -40,27 +42,54 @@ where
             .with_field("Content-Type"));
         }
         let limit = request.extensions().get::<BodyLimit>().map(|limit| limit.0);
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                let status = rejection.status();
-                match (status, limit) {
-                    (StatusCode::PAYLOAD_TOO_LARGE, Some(limit)) => ApiError::new(
-                        status,
-                        "body_too_large",
-                        format!(
-                            "request body is larger than the limit of {limit} bytes; send a \
-                             smaller body or raise the server's `--max-body-bytes`"
-                        ),
-                    ),
-                    (StatusCode::PAYLOAD_TOO_LARGE, None) => {
-                        ApiError::new(status, "body_too_large", rejection.body_text())
-                    }
-                    _ => ApiError::new(status, "invalid_body", rejection.body_text()),
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if let (Some(limit), Some(declared)) = (limit, declared)
+            && declared > limit as u64
+        {
+            // Answer before reading: a client that declares too much may never send it.
+            return Err(too_large(limit));
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state));
+        let Ok(read) = read.await else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "request body was not received within {} s; send the whole body at once",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        let bytes = read.map_err(|rejection| {
+            let status = rejection.status();
+            match (status, limit) {
+                (StatusCode::PAYLOAD_TOO_LARGE, Some(limit)) => too_large(limit),
+                (StatusCode::PAYLOAD_TOO_LARGE, None) => {
+                    ApiError::new(status, "body_too_large", rejection.body_text())
                 }
-            })?;
+                _ => ApiError::new(status, "invalid_body", rejection.body_text()),
+            }
+        })?;
         decode(&bytes).map(JsonBody)
     }
+}
+
+/// How long a client may take to send a request body once its headers arrived.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "request body is larger than the limit of {limit} bytes; send a smaller body \
+             or raise the server's `--max-body-bytes`"
+        ),
+    )
 }
 
 /// The router's body size limit in bytes, carried as a request extension so that a

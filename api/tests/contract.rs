@@ -584,3 +584,44 @@ async fn openapi_matches_routes() {
         assert_ne!(reply.status, StatusCode::NOT_FOUND, "{method} {uri}");
     }
 }
+
+#[tokio::test]
+async fn declared_oversized_body_is_413_before_reading() {
+    let app = test_app().await;
+    // The declared length exceeds the limit, and the body never arrives in full.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/jobs")
+        .header("content-type", "application/json")
+        .header("content-length", "10000000")
+        .body(axum::body::Body::from_stream(futures::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    let reply = app.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.json()["error"]["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn stalled_body_times_out_with_408() {
+    let app = test_app().await;
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/jobs")
+        .header("content-type", "application/json")
+        .header("content-length", "100")
+        .body(axum::body::Body::from_stream(futures::stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+        .unwrap();
+    // With the clock paused, tokio skips ahead to the read timeout as soon as the
+    // request has nothing else to do.
+    tokio::time::pause();
+    let reply = app.send(request).await;
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(reply.json()["error"]["code"], "body_timeout");
+    tokio::time::resume();
+    let listed = app.get("/v1/jobs").await;
+    assert_eq!(listed.json()["jobs"].as_array().map(Vec::len), Some(0));
+}
