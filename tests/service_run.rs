@@ -68,3 +68,69 @@ fn example_batch_runs_to_success() {
         "no result paths:\n{stdout}"
     );
 }
+
+#[test]
+fn rejected_jobs_are_reported_and_the_rest_run() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let batch = format!(
+        r#"
+[service]
+data_dir = "{}"
+
+[[job]]
+name = "bad-lead"
+dataset = "storm-1996"
+model = "persistence"
+init_time = "1996-01-16T00:00:00Z"
+lead_hours = 7
+
+[[job]]
+name = "good"
+dataset = "storm-1996"
+model = "persistence"
+init_time = "1996-01-16T00:00:00Z"
+lead_hours = 6
+variables = ["t"]
+
+[[job]]
+name = "bad-region"
+dataset = "storm-1996"
+model = "persistence"
+init_time = "1996-01-16T00:00:00Z"
+lead_hours = 6
+region = {{ south = 30.0, north = 50.0, west = 170.0, east = -170.0 }}
+"#,
+        dir.path().join("run").display()
+    );
+    let file = dir.path().join("batch.toml");
+    std::fs::write(&file, batch).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_gridcast"))
+        .arg("run")
+        .arg(&file)
+        .arg("--data-root")
+        .arg(root.join("data"))
+        .arg("--model-root")
+        .arg(root.join("models"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "stdout:\n{stdout}");
+    assert!(stdout.contains("good: succeeded"), "stdout:\n{stdout}");
+    assert!(
+        stdout.contains("/attempt-1/forecast.nc"),
+        "stdout:\n{stdout}"
+    );
+    assert!(stdout.contains("bad-lead: rejected:"), "stdout:\n{stdout}");
+    assert!(
+        stdout.contains("bad-region: rejected:"),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("2 of 3 jobs did not succeed (2 rejected at submission, 0 failed)"),
+        "stderr:\n{stderr}"
+    );
+}

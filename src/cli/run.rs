@@ -62,31 +62,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let client = ApiClient::new(&format!("http://{}", service.addr));
         let outcome = run_batch(&client, &batch.jobs).await;
         service.shutdown().await;
-        let finished = outcome?;
+        let (finished, rejected) = outcome?;
         report(&finished, &config.results_url);
+        for (name, error) in &rejected {
+            println!("{name}: rejected: {error:#}");
+        }
         let failed = finished
             .iter()
             .filter(|(_, job)| job.state != JobState::Succeeded)
             .count();
-        if failed > 0 {
-            bail!("{failed} of {} jobs did not succeed", finished.len());
+        if failed + rejected.len() > 0 {
+            bail!(
+                "{} of {} jobs did not succeed ({} rejected at submission, {failed} failed)",
+                failed + rejected.len(),
+                batch.jobs.len(),
+                rejected.len()
+            );
         }
         Ok(())
     })
 }
 
-/// Submits every job, then waits for all of them with one progress bar each.
+/// Jobs that finished, and jobs the service rejected with its error.
+type BatchOutcome<'a> = (Vec<(&'a str, JobView)>, Vec<(&'a str, anyhow::Error)>);
+
+/// Submits every job, then waits for the accepted ones with one progress bar each. A
+/// rejected job does not stop the others: it is reported with its error at the end.
 async fn run_batch<'a>(
     client: &ApiClient,
     jobs: &'a [BatchJob],
-) -> anyhow::Result<Vec<(&'a str, JobView)>> {
+) -> anyhow::Result<BatchOutcome<'a>> {
     let progress = MultiProgress::new();
     let mut waits = Vec::new();
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
     for job in jobs {
-        let submitted = client
-            .submit(&job.submit, None)
-            .await
-            .with_context(|| format!("job {} was rejected", job.name))?;
+        let submitted = match client.submit(&job.submit, None).await {
+            Ok(submitted) => submitted,
+            Err(error) => {
+                rejected.push((job.name.as_str(), error));
+                continue;
+            }
+        };
+        accepted.push(job);
         let bar = progress.add(progress_bar(&job.name));
         let client = client.clone();
         let id = submitted.id.to_string();
@@ -97,11 +115,11 @@ async fn run_batch<'a>(
         }));
     }
     let mut finished = Vec::new();
-    for (job, wait) in jobs.iter().zip(waits) {
+    for (job, wait) in accepted.into_iter().zip(waits) {
         let view = wait.await.context("progress task panicked")??;
         finished.push((job.name.as_str(), view));
     }
-    Ok(finished)
+    Ok((finished, rejected))
 }
 
 fn report(finished: &[(&str, JobView)], results_url: &str) {
