@@ -15,8 +15,19 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts the server and creates `bucket` on it.
+    /// Starts the server and creates `bucket` on it. The free port is found by binding
+    /// and releasing it, so another process can take it before moto does; moto then
+    /// exits, and the server is started again on a new port.
     pub fn start(bucket: &str) -> S3Server {
+        for _ in 0..5 {
+            if let Some(server) = S3Server::try_start(bucket) {
+                return server;
+            }
+        }
+        panic!("moto_server exited at start 5 times; see whether ports are exhausted");
+    }
+
+    fn try_start(bucket: &str) -> Option<S3Server> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("find a free port")
@@ -32,20 +43,26 @@ impl S3Server {
                      `pip install -r scripts/requirements-test.txt` (scripts/test.sh does)"
                 )
             });
-        let server = S3Server {
+        let mut server = S3Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not listen on port {port} within 60 s"
-            );
+        // Until moto answers the bucket request: a port that accepts connections may
+        // still belong to another process, or moto may not serve HTTP yet.
+        loop {
+            if server.child.try_wait().expect("poll moto_server").is_some() {
+                return None;
+            }
+            match server.create_bucket(port, bucket) {
+                Ok(()) => return Some(server),
+                Err(err) => assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "moto_server on port {port} did not create bucket {bucket} within 60 s: {err}"
+                ),
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        server.create_bucket(port, bucket);
-        server
     }
 
     /// `object_store` settings that point an S3 store at this server.
@@ -70,21 +87,25 @@ impl S3Server {
             .collect()
     }
 
-    fn create_bucket(&self, port: u16, bucket: &str) {
-        // moto accepts unsigned requests, so a bare HTTP PUT creates the bucket.
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+    /// Creates `bucket` with a bare HTTP PUT, which moto accepts unsigned.
+    fn create_bucket(&self, port: u16, bucket: &str) -> Result<(), String> {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", port)).map_err(|err| format!("connect: {err}"))?;
         write!(
             stream,
             "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
              Connection: close\r\n\r\n"
         )
-        .expect("send create-bucket request");
+        .map_err(|err| format!("send: {err}"))?;
         let mut reply = String::new();
-        stream.read_to_string(&mut reply).expect("read reply");
-        assert!(
-            reply.starts_with("HTTP/1.1 200"),
-            "creating bucket {bucket} failed: {reply}"
-        );
+        stream
+            .read_to_string(&mut reply)
+            .map_err(|err| format!("read: {err}"))?;
+        if reply.starts_with("HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(format!("creating bucket {bucket} failed: {reply}"))
+        }
     }
 }
 
