@@ -31,7 +31,7 @@ use gridcast_models::network::{self, Params};
 use gridcast_models::{Forecaster, Manifest, NeuralModel};
 use serde::Serialize;
 
-/// Which implementation of the network runs.
+/// Implementation of the network to run.
 #[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Backend {

@@ -50,7 +50,7 @@ where
         if let (Some(limit), Some(declared)) = (limit, declared)
             && declared > limit as u64
         {
-            // Answer before reading: a client that declares too much may never send it.
+            // Reject before reading, because a client that declares too much may never send it.
             return Err(too_large(limit));
         }
         let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state));

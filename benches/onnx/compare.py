@@ -378,8 +378,8 @@ def peak_flops(out_dir, ghz=None, fma_units=None):
     )
     peak = estimate
     if measured is not None and ghz_given is None and fma_given is None:
-        # The FMA loop's rate is what the cores deliver; the clock measurement is
-        # not reliable on every CPU (an Intel Xeon under a hypervisor gave 18 GHz).
+        # The FMA loop's rate is what the cores deliver. The clock measurement is
+        # not reliable on every CPU: on an Intel Xeon under a hypervisor it gave 18-20 GHz.
         peak = measured["fma_gflops"] * 1e9
         description += (
             f"; used instead: peak.c measured {measured['fma_gflops']:.1f} GFLOP/s of "

@@ -128,7 +128,7 @@ impl Catalog {
         })
     }
 
-    /// The trained model `id`, as forecasts run it (with the CPU kernel installed).
+    /// Returns the trained model `id` as forecasts run it, with the CPU kernel installed.
     pub fn neural_model(&self, id: &str) -> Option<&Arc<NeuralModel>> {
         self.models.get(id)
     }

@@ -42,7 +42,7 @@ impl KernelForward {
         Ok(KernelForward { unet })
     }
 
-    /// The packed network, for benchmarks and tests.
+    /// Returns the packed network, for benchmarks and tests.
     pub fn unet(&self) -> &Unet {
         &self.unet
     }

@@ -18,10 +18,9 @@
 //! lanes in registers. Per input channel and tap it loads `NV` input vectors and
 //! broadcasts one weight per output channel, so each loaded value feeds [`OUT_BLOCK`]
 //! fused multiply-adds. Weights are packed once into that order. Bias and SiLU are
-//! applied before the tile is stored. The loop is plain Rust over fixed-size arrays,
-//! written with vector intrinsics for AVX-512 and for AVX2 with FMA (`simd_x86`), and
-//! as a portable loop over fixed-size arrays for other CPUs; [`Isa::detect`] picks the
-//! widest the CPU supports at run time.
+//! applied before the tile is stored. The loop is written with vector intrinsics for
+//! AVX-512 and for AVX2 with FMA (`simd_x86`), and as portable Rust over fixed-size
+//! arrays for other CPUs. [`Isa::detect`] picks the widest the CPU supports at run time.
 
 use crate::KernelError;
 
@@ -42,7 +41,7 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest instruction set this CPU supports.
+    /// Returns the widest instruction set this CPU supports.
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
@@ -60,7 +59,7 @@ impl Isa {
         Isa::Portable
     }
 
-    /// Every instruction set this CPU can run, widest first.
+    /// Returns every instruction set this CPU can run, widest first.
     pub fn available() -> Vec<Isa> {
         let mut all = vec![Isa::detect()];
         if all[0] == Isa::Avx512 {
@@ -287,7 +286,7 @@ impl Conv2d {
         };
         let plane_len = input.plane_len;
         let source = &input.data[in_start * plane_len..(in_start + self.c_in) * plane_len];
-        // Every interior cell lies in this flat range; it starts one row and one
+        // Every interior cell lies in this flat range. It starts one row and one
         // column in, so the most negative tap offset stays inside the plane.
         let first = input.at(0, 0);
         let end = input.at(input.h - 1, input.w - 1) + 1;
@@ -350,9 +349,9 @@ fn run_tiles(isa: Isa, args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
     }
 }
 
-/// The portable tile loop: `NV` vectors of `L` lanes by [`OUT_BLOCK`] output
-/// channels, with separate multiply and add (FMA is a library call without the CPU
-/// feature).
+/// Runs the portable tile loop: `NV` vectors of `L` lanes by [`OUT_BLOCK`] output
+/// channels. It multiplies and adds separately, because without the CPU feature FMA
+/// is a library call.
 #[inline(always)]
 fn tiles<const L: usize, const NV: usize>(args: &TileArgs<'_>, outs: &mut [&mut [f32]]) {
     let n_taps = args.taps.len();
@@ -413,7 +412,7 @@ fn tiles<const L: usize, const NV: usize>(args: &TileArgs<'_>, outs: &mut [&mut 
     }
 }
 
-/// `x * sigmoid(x)` in place, through [`exp`], so the loop vectorises.
+/// Applies SiLU, `x * sigmoid(x)`, in place through [`exp`], so the loop vectorises.
 #[inline(always)]
 fn silu<const L: usize>(x: &mut [f32; L]) {
     for v in x.iter_mut() {
@@ -421,14 +420,16 @@ fn silu<const L: usize>(x: &mut [f32; L]) {
     }
 }
 
-/// `e^x` for finite `x` without a library call, so that loops over it vectorise.
+/// Computes `e^x` for finite `x` without a library call, so that loops over it
+/// vectorise.
 ///
-/// Range reduction `x = n ln 2 + r`, `|r| <= ln(2) / 2`, with `ln 2` split in a part
-/// exact in f32 and a correction; `e^r` from its Taylor series to degree 7, whose
-/// truncation error is below `0.347^8 / 8! = 5.3e-9` relative, under an f32 ulp; then
-/// `2^n` assembled in the exponent bits. Arguments are clamped to [-87, 88], where
-/// `2^n` stays a normal number, so `e^x` for very negative `x` is about 1.6e-38
-/// rather than 0. For SiLU that changes nothing.
+/// The range reduction writes `x = n ln 2 + r` with `|r| <= ln(2) / 2`, using `ln 2`
+/// split into a part exact in f32 and a correction. `e^r` comes from its Taylor
+/// series to degree 7, whose truncation error is below `0.347^8 / 8! = 5.3e-9`
+/// relative, under an f32 ulp. `2^n` is then assembled in the exponent bits.
+/// Arguments are clamped to [-87, 88], where `2^n` stays a normal number, so `e^x`
+/// for very negative `x` is about 1.6e-38 rather than 0. For SiLU that changes
+/// nothing.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     use exp_constants::*;

@@ -35,7 +35,7 @@ pub enum KernelError {
     /// A latitude outside [-90, 90] degrees.
     #[error("latitude {lat_deg} degrees is outside [-90, 90]")]
     InvalidLatitude { lat_deg: f64 },
-    /// Shapes, layouts or values a convolution kernel cannot take; the text says which.
+    /// Shapes, layouts or values a convolution kernel cannot take, named in the message.
     #[error("{0}")]
     InvalidArgument(String),
 }

@@ -214,7 +214,7 @@ impl Unet {
         &self.layout
     }
 
-    /// The instruction set the convolutions run on.
+    /// Returns the instruction set the convolutions run on.
     pub fn isa(&self) -> Isa {
         self.isa
     }
@@ -442,7 +442,7 @@ impl WorkspaceLease<'_> {
     fn get(&mut self) -> &mut Workspace {
         self.workspace
             .as_mut()
-            .expect("a lease holds its workspace until dropped")
+            .expect("a lease keeps its workspace until dropped")
     }
 }
 

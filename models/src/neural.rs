@@ -138,7 +138,7 @@ impl NeuralModel {
         &self.climatology
     }
 
-    /// The network parameters by name, as [`crate::network::param_shapes`] lists them.
+    /// Returns the network parameters by name, as [`crate::network::param_shapes`] lists them.
     pub fn params(&self) -> &Params {
         &self.params
     }
@@ -149,7 +149,7 @@ impl NeuralModel {
         self.forward = Some(forward);
     }
 
-    /// Whether [`NeuralModel::set_forward`] replaced candle's forward pass.
+    /// Returns whether [`NeuralModel::set_forward`] replaced candle's forward pass.
     pub fn has_custom_forward(&self) -> bool {
         self.forward.is_some()
     }

@@ -129,8 +129,8 @@ pub fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // Postgres notices such as "relation already exists, skipping" from the
         // start-up migration check are not worth an info line per start. object_store
-        // logs each retry of a failed request at info; the final error reaches our
-        // own log line, so its retries show only at warn and above.
+        // logs each retry of a failed request at info. The final error reaches our own
+        // log line, so its retries show only at warn and above.
         tracing_subscriber::EnvFilter::new(format!(
             "{default_level},sqlx::postgres::notice=warn,object_store=warn"
         ))

@@ -16,7 +16,7 @@ pub struct S3Server {
 
 impl S3Server {
     /// Starts the server and creates `bucket` on it. The free port is found by binding
-    /// and releasing it, so another process can take it before moto does; moto then
+    /// and releasing it, so another process can take it before moto does. moto then
     /// exits, and the server is started again on a new port.
     pub fn start(bucket: &str) -> S3Server {
         for _ in 0..5 {
@@ -48,8 +48,8 @@ impl S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let started = Instant::now();
-        // Until moto answers the bucket request: a port that accepts connections may
-        // still belong to another process, or moto may not serve HTTP yet.
+        // Retry until moto creates the bucket, because a port that accepts connections
+        // may still belong to another process, or moto may not serve HTTP yet.
         loop {
             if server.child.try_wait().expect("poll moto_server").is_some() {
                 return None;
