@@ -16,5 +16,7 @@ pub use error::ModelError;
 pub use forecaster::{Climatology, Forecaster, FrameShape, Persistence};
 pub use manifest::{InputSpec, Manifest};
 pub use neural::{NeuralModel, load};
-pub use training::{EpochLoss, TrainConfig, TrainedModel, masked_mse, train};
+pub use training::{
+    EpochLoss, LeadWeights, TrainConfig, TrainedModel, masked_mse, persistence_rmse_by_lead, train,
+};
 pub use training_data::TrainingData;

@@ -120,12 +120,20 @@ pub struct TrainingRecord {
     /// Networks trained from consecutive seeds and merged into these weights.
     #[serde(default = "one_member")]
     pub members: usize,
+    /// Weighting of the rollout loss's steps: `uniform` or `persistence` (see
+    /// `LeadWeights`).
+    #[serde(default = "uniform_lead_weights")]
+    pub lead_weights: String,
     pub final_train_loss: f64,
     pub final_validation_loss: Option<f64>,
 }
 
 fn one_member() -> usize {
     1
+}
+
+fn uniform_lead_weights() -> String {
+    "uniform".into()
 }
 
 /// The caller's data, compared against the manifest by [`Manifest::check_input`].

@@ -3,8 +3,11 @@
 //! Each sample is a window starting at frame `s` (the current state, with `s - 1` as
 //! the previous one). The model is rolled out `R` steps from there. The loss is the mean
 //! over those steps of the latitude-weighted mean squared error in tendency units (error
-//! divided by the variable's one-step tendency std), so every variable and step counts
-//! alike. `R` grows during training: 1 step for the first 40 % of the epochs,
+//! divided by the variable's one-step tendency std), so every variable counts alike at
+//! the first step. With [`LeadWeights::Persistence`] the error of each variable at
+//! step `k` is further divided by the RMSE persistence makes at that lead over the
+//! fitted frames, so the loss is the mean of squared skill ratios and the short leads,
+//! whose errors are small, weigh as much as the long ones. `R` grows during training: 1 step for the first 40 % of the epochs,
 //! `ceil(rollout_steps / 2)` for the next 30 %, then `rollout_steps`.
 //!
 //! Cells are left out of the loss where the target is missing or where the starting
@@ -52,6 +55,8 @@ pub struct TrainConfig {
     /// Networks trained with seeds `seed`, `seed + 1`, ... and merged into one whose
     /// output is their mean ([`network::merge_members`]); 1 trains a single network.
     pub members: usize,
+    /// How the steps of the rollout loss are weighted against each other.
+    pub lead_weights: LeadWeights,
     pub model_id: String,
     pub name: String,
     /// Command line recorded in the manifest.
@@ -75,10 +80,47 @@ impl Default for TrainConfig {
             upstream: false,
             ema_decay: 0.0,
             members: 1,
+            lead_weights: LeadWeights::Uniform,
             model_id: "storm-cnn".into(),
             name: "storm-1996 U-Net, 6 h step".into(),
             command: String::new(),
             gridcast_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Weighting of the steps of the rollout loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LeadWeights {
+    /// Every step's error in tendency units counts as it is, so the long leads, whose
+    /// errors are largest, dominate the loss.
+    #[default]
+    Uniform,
+    /// Each variable's error at step `k` is divided by persistence's RMSE at that lead
+    /// on the fitted frames, so every lead counts alike relative to persistence.
+    Persistence,
+}
+
+impl LeadWeights {
+    /// Returns the name used on the command line and in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeadWeights::Uniform => "uniform",
+            LeadWeights::Persistence => "persistence",
+        }
+    }
+}
+
+impl std::str::FromStr for LeadWeights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "uniform" => Ok(LeadWeights::Uniform),
+            "persistence" => Ok(LeadWeights::Persistence),
+            other => Err(format!(
+                "unknown lead weighting `{other}`; use `uniform` or `persistence`"
+            )),
         }
     }
 }
@@ -109,6 +151,8 @@ struct Setup {
     frames: PreparedFrames,
     lat_weights: Tensor,
     fit_frames: usize,
+    /// Per rollout step, `[1, C, 1, 1]` factors applied to the error in tendency units.
+    lead_scales: Vec<Tensor>,
 }
 
 /// Trains a model on `data` with `config` on the CPU. Same seed, data and machine give
@@ -134,13 +178,17 @@ pub fn train(
         lon: AxisSpec::from_values("lon", &data.lon)?,
     };
     let arch = architecture(config, data, &grid)?;
+    let frames = prepare_frames(data, &climatology, &scales, &device)?;
+    let lat_weights = lat_weights(&data.lat, &device)?;
+    let lead_scales = lead_scales(config, &frames, &scales, &lat_weights, fit_frames)?;
     let setup = Setup {
         static_channels: features::static_channels(&grid, &device)?,
-        frames: prepare_frames(data, &climatology, &scales, &device)?,
-        lat_weights: lat_weights(&data.lat, &device)?,
+        frames,
+        lat_weights,
         scales,
         arch,
         fit_frames,
+        lead_scales,
     };
     let mut losses = Vec::with_capacity(config.members * config.epochs);
     let mut members = Vec::with_capacity(config.members);
@@ -309,6 +357,7 @@ fn training_record(
         rollout_steps: config.rollout_steps,
         ema_decay: config.ema_decay,
         members: config.members,
+        lead_weights: config.lead_weights.name().into(),
         final_train_loss: last.map_or(f64::NAN, |l| l.train_loss),
         final_validation_loss: last.and_then(|l| l.validation_loss),
     }
@@ -320,6 +369,98 @@ fn lat_weights(lat: &[f64], device: &Device) -> Result<Tensor, ModelError> {
     let mean = raw.iter().sum::<f64>() / raw.len() as f64;
     let w: Vec<f32> = raw.iter().map(|w| (w / mean) as f32).collect();
     Ok(Tensor::from_vec(w, (1, 1, lat.len(), 1), device)?)
+}
+
+/// Builds the per-step error factors of [`LeadWeights`]: ones for `Uniform`, and for
+/// `Persistence` the inverse of persistence's RMSE at each lead (see
+/// [`persistence_rmse_by_lead`]). A variable with no valid pair or no change keeps 1.
+fn lead_scales(
+    config: &TrainConfig,
+    frames: &PreparedFrames,
+    scales: &Scales,
+    lat_weights: &Tensor,
+    fit_frames: usize,
+) -> Result<Vec<Tensor>, ModelError> {
+    let channels = frames.z.dim(1)?;
+    let device = frames.z.device();
+    let rmse = match config.lead_weights {
+        LeadWeights::Uniform => vec![vec![1.0; channels]; config.rollout_steps],
+        LeadWeights::Persistence => persistence_rmse(
+            frames,
+            scales,
+            lat_weights,
+            fit_frames,
+            config.rollout_steps,
+        )?,
+    };
+    rmse.into_iter()
+        .map(|per_variable| {
+            let factors: Vec<f32> = per_variable
+                .iter()
+                .map(|&r| {
+                    if r.is_finite() && r > 0.0 {
+                        r.recip() as f32
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            Ok(Tensor::from_vec(factors, (1, channels, 1, 1), device)?)
+        })
+        .collect()
+}
+
+/// Persistence's latitude-weighted RMSE in tendency units at leads `1..=leads` steps,
+/// per variable (`[lead - 1][variable]`), pooled over every pair of frames among the
+/// first `fit_frames` of `data` where both frames hold data. These are the factors
+/// [`LeadWeights::Persistence`] divides the training errors by.
+pub fn persistence_rmse_by_lead(
+    data: &TrainingData,
+    fit_frames: usize,
+    leads: usize,
+) -> Result<Vec<Vec<f64>>, ModelError> {
+    let device = Device::Cpu;
+    data.validate()?;
+    let fit_frames = fit_frames.min(data.len());
+    let stats = variable_stats(data, fit_frames)?;
+    let climatology = Climatology::from_frames(
+        &data.frames[..fit_frames * data.shape.len()],
+        data.shape,
+        &data.valid_hours[..fit_frames],
+        &device,
+    )?;
+    let scales = Scales::new(&stats, &device)?;
+    let frames = prepare_frames(data, &climatology, &scales, &device)?;
+    let lat_weights = lat_weights(&data.lat, &device)?;
+    persistence_rmse(&frames, &scales, &lat_weights, fit_frames, leads)
+}
+
+fn persistence_rmse(
+    frames: &PreparedFrames,
+    scales: &Scales,
+    lat_weights: &Tensor,
+    fit_frames: usize,
+    leads: usize,
+) -> Result<Vec<Vec<f64>>, ModelError> {
+    let channels = frames.z.dim(1)?;
+    (1..=leads)
+        .map(|lead| {
+            if lead >= fit_frames {
+                return Ok(vec![f64::NAN; channels]);
+            }
+            let pairs = fit_frames - lead;
+            let now = frames.z.narrow(0, 0, pairs)?;
+            let later = frames.z.narrow(0, lead, pairs)?;
+            let mask = (frames.valid.narrow(0, 0, pairs)?
+                * frames.valid.narrow(0, lead, pairs)?)?
+            .broadcast_mul(lat_weights)?;
+            let err = (later - now)?.broadcast_mul(&scales.std_over_tendency)?;
+            let sum = (err.sqr()? * &mask)?.sum((0, 2, 3))?;
+            let count = mask.sum((0, 2, 3))?;
+            let mse: Vec<f32> = (sum / count)?.to_vec1()?;
+            Ok(mse.iter().map(|&m| f64::from(m).sqrt()).collect())
+        })
+        .collect()
 }
 
 fn init_params(
@@ -395,7 +536,9 @@ fn window_loss(
         let pred = features::predict_normalized(&ctx, &input)?;
         let target = pick(&f.z, k as isize + 1)?;
         let mask = (pick(&f.valid, k as isize + 1)? * &start_valid)?;
-        let err = (&pred - &target)?.broadcast_mul(&setup.scales.std_over_tendency)?;
+        let err = (&pred - &target)?
+            .broadcast_mul(&setup.scales.std_over_tendency)?
+            .broadcast_mul(&setup.lead_scales[k])?;
         let loss = masked_mse(&err, &mask, &setup.lat_weights)?;
         total = Some(match total {
             Some(t) => (t + loss)?,

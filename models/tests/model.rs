@@ -6,8 +6,8 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::storm::{load_storm, slice_steps, storm_dir};
 use gridcast_models::{
-    Climatology, Forecaster, FrameShape, InputSpec, ModelError, Persistence, TrainConfig,
-    TrainingData, load, masked_mse, train,
+    Climatology, Forecaster, FrameShape, InputSpec, LeadWeights, ModelError, Persistence,
+    TrainConfig, TrainingData, load, masked_mse, persistence_rmse_by_lead, train,
 };
 
 /// A configuration small enough to train in a few seconds in a debug build.
@@ -374,4 +374,76 @@ fn masked_loss_ignores_missing_cells() {
             .unwrap();
         assert_eq!(loss2, loss, "a masked cell of {changed} changed the loss");
     }
+}
+
+/// The persistence RMSE that `LeadWeights::Persistence` divides errors by, against a
+/// plain f64 loop over the raw storm-1996 values (physical units, NaN = missing). The
+/// candle path normalises in f32, so they agree to 1e-4 relative.
+#[test]
+fn persistence_rmse_by_lead_matches_direct_sum() {
+    let data = storm_frames(0..20);
+    let fit = 16;
+    let leads = 3;
+    let rmse = persistence_rmse_by_lead(&data, fit, leads).unwrap();
+    assert_eq!(rmse.len(), leads);
+
+    let cells = data.shape.cells();
+    let n_lon = data.shape.n_lon;
+    let weights: Vec<f64> = data.lat.iter().map(|l| l.to_radians().cos()).collect();
+    for (c, (name, _)) in data.variables.iter().enumerate() {
+        let field = |t: usize| &data.frame(t)[c * cells..(c + 1) * cells];
+        // Root mean square of the one-step change over the fitted frames, unweighted,
+        // as the manifest's tendency_std.
+        let (mut sq, mut n) = (0.0f64, 0usize);
+        for t in 1..fit {
+            for (a, b) in field(t).iter().zip(field(t - 1)) {
+                let d = f64::from(a - b);
+                if d.is_finite() {
+                    sq += d * d;
+                    n += 1;
+                }
+            }
+        }
+        let tendency_std = (sq / n as f64).sqrt();
+        for lead in 1..=leads {
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for t in 0..fit - lead {
+                for (k, (a, b)) in field(t + lead).iter().zip(field(t)).enumerate() {
+                    let d = f64::from(a - b);
+                    if d.is_finite() {
+                        let w = weights[k / n_lon];
+                        num += w * (d / tendency_std).powi(2);
+                        den += w;
+                    }
+                }
+            }
+            let expected = (num / den).sqrt();
+            let got = rmse[lead - 1][c];
+            assert!(
+                (got - expected).abs() <= 1e-4 * expected,
+                "{name} at lead {lead}: {got} against {expected}"
+            );
+        }
+    }
+    // Errors grow with lead for the surface pressure of this storm.
+    assert!(rmse[2][0] > rmse[0][0], "{rmse:?}");
+}
+
+#[test]
+fn persistence_lead_weights_change_training() {
+    let data = storm_frames(0..10);
+    let uniform = train(&tiny_config(5), &data, &mut |_| {}).unwrap();
+    let config = TrainConfig {
+        lead_weights: LeadWeights::Persistence,
+        ..tiny_config(5)
+    };
+    let weighted = train(&config, &data, &mut |_| {}).unwrap();
+    // Persistence weighting rescales every step's error, so the recorded losses differ.
+    let last = |t: &gridcast_models::TrainedModel| t.losses.last().unwrap().train_loss;
+    assert_ne!(last(&uniform), last(&weighted));
+    assert_eq!(
+        weighted.model.manifest().training.lead_weights,
+        "persistence"
+    );
+    assert_eq!(uniform.model.manifest().training.lead_weights, "uniform");
 }

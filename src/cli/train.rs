@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use chrono::Timelike;
 use gridcast_grid::Dataset;
 use gridcast_models::{
-    Forecaster, FrameShape, Persistence, TrainConfig, TrainingData,
+    Forecaster, FrameShape, LeadWeights, Persistence, TrainConfig, TrainingData,
     evaluation::{Analyses, rollout_rmse},
 };
 
@@ -83,6 +83,12 @@ pub struct Args {
     /// model has 4.
     #[arg(long, env = "GRIDCAST_TRAIN_MEMBERS", default_value_t = 4)]
     pub members: usize,
+    /// How the steps of the rollout loss are weighted. `uniform` counts every step's
+    /// error in tendency units as it is, so the longest lead dominates. `persistence`
+    /// divides each variable's error at each lead by persistence's RMSE at that lead on
+    /// the training steps, so every lead counts alike relative to persistence.
+    #[arg(long, env = "GRIDCAST_TRAIN_LEAD_WEIGHTS", default_value = "uniform")]
+    pub lead_weights: LeadWeights,
     /// Allow storm-1996 steps from 44 on, which are reserved for evaluation.
     #[arg(long, env = "GRIDCAST_TRAIN_ALLOW_HELD_OUT", default_value_t = false)]
     pub allow_held_out_steps: bool,
@@ -235,6 +241,7 @@ fn train_config(args: &Args) -> TrainConfig {
         upstream: args.upstream_inputs,
         ema_decay: args.ema_decay,
         members: args.members,
+        lead_weights: args.lead_weights,
         model_id: model_id(&args.out),
         command: command_line(),
         gridcast_version: env!("CARGO_PKG_VERSION").into(),
@@ -375,6 +382,7 @@ mod tests {
         let config = train_config(&args);
         assert_eq!(config.members, shipped.training.members);
         assert_eq!(config.upstream, shipped.architecture.upstream.is_some());
+        assert_eq!(config.lead_weights.name(), shipped.training.lead_weights);
         let args = Cli::parse_from(["train", "--upstream-inputs=false", "--members", "1"]).args;
         assert!(!train_config(&args).upstream);
         assert_eq!(train_config(&args).members, 1);
