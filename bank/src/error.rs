@@ -1,6 +1,9 @@
 use std::path::PathBuf;
 
 /// Failure of a ReasoningBank operation. Open errors name the file and what to do.
+///
+/// Variants that wrap a library or OS error in their message (`error`, `Sqlite`) do not
+/// also return it from `source()`, so a printed error chain states it once.
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
     /// Another process holds a write lock on the bank file past the busy timeout.
@@ -15,13 +18,12 @@ pub enum BankError {
     },
     /// The file exists but is not a readable SQLite database.
     #[error(
-        "bank file {path} is not a valid SQLite database ({source}); restore it from an \
+        "bank file {path} is not a valid SQLite database ({error}); restore it from an \
          export with `gridcast bank import` into a new file, or move it aside"
     )]
     Corrupt {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// The file was written by a newer gridcast with a schema this build cannot read.
     #[error(
@@ -34,15 +36,14 @@ pub enum BankError {
         supported: i64,
     },
     /// Opening the file failed for another reason (permissions, missing directory).
-    #[error("failed to open bank file {path}: {source}")]
+    #[error("failed to open bank file {path}: {error}")]
     Open {
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     /// A query failed after the bank was opened.
     #[error("bank query failed: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// A value read from or written to the bank could not be converted.
     #[error("invalid {field}: {message}")]
     InvalidValue { field: String, message: String },
@@ -64,13 +65,18 @@ pub enum BankError {
         existing_end: chrono::DateTime<chrono::Utc>,
     },
     /// Reading or writing an export file failed.
-    #[error("I/O failed on {path}: {source}")]
+    #[error("I/O failed on {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An export file that cannot be imported; nothing was changed.
     #[error("cannot import {path}: {message}; nothing was imported")]
     Import { path: PathBuf, message: String },
+}
+
+impl From<rusqlite::Error> for BankError {
+    fn from(error: rusqlite::Error) -> Self {
+        BankError::Sqlite(error)
+    }
 }

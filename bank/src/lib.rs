@@ -85,18 +85,18 @@ impl Bank {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags).map_err(|source| BankError::Open {
+        let conn = Connection::open_with_flags(&path, flags).map_err(|error| BankError::Open {
             path: path.clone(),
-            source,
+            error,
         })?;
         Self::init(conn, path, options)
     }
 
     /// Opens a bank that lives in memory only, for tests and dry runs.
     pub fn open_in_memory() -> Result<Self, BankError> {
-        let conn = Connection::open_in_memory().map_err(|source| BankError::Open {
+        let conn = Connection::open_in_memory().map_err(|error| BankError::Open {
             path: PathBuf::from(":memory:"),
-            source,
+            error,
         })?;
         Self::init(conn, PathBuf::from(":memory:"), BankOptions::default())
     }
@@ -144,9 +144,13 @@ fn classify_open_error(path: &Path, source: rusqlite::Error) -> BankError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             BankError::Locked { path, source }
         }
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-            BankError::Corrupt { path, source }
-        }
-        _ => BankError::Open { path, source },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => BankError::Corrupt {
+            path,
+            error: source,
+        },
+        _ => BankError::Open {
+            path,
+            error: source,
+        },
     }
 }

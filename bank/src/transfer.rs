@@ -73,9 +73,9 @@ impl Bank {
             text.push('\n');
         }
         let temporary = path.with_extension("partial");
-        let io_error = |source| BankError::Io {
+        let io_error = |error| BankError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut file = std::fs::File::create(&temporary).map_err(io_error)?;
         file.write_all(text.as_bytes()).map_err(io_error)?;
@@ -89,9 +89,9 @@ impl Bank {
     /// version, contains an invalid record or has fewer records than its header states
     /// is rejected before anything is written.
     pub fn import(&self, path: &Path) -> Result<ImportReport, BankError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BankError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| BankError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let (outcomes, skills) = parse_export(path, &text)?;
         let mut conn = self.conn();

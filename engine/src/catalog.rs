@@ -197,9 +197,9 @@ fn subdirectories_with(
             path: root.to_path_buf(),
         });
     }
-    let io_error = |source| EngineError::Io {
+    let io_error = |error| EngineError::Io {
         path: root.to_path_buf(),
-        source,
+        error,
     };
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(root).map_err(io_error)? {

@@ -14,12 +14,12 @@ pub enum EngineError {
     /// Input data that cannot be read or decoded; another attempt would fail the same way.
     #[error("invalid input data in {path}: {message}")]
     CorruptInput { path: PathBuf, message: String },
-    /// Reading input or writing output failed at the operating-system level.
-    #[error("I/O failed on {path}: {source}")]
+    /// Reading input or writing output failed at the operating-system level. The
+    /// message includes the OS error, which is therefore not returned from `source()`.
+    #[error("I/O failed on {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A data or model root directory does not exist.
     #[error(

@@ -125,9 +125,9 @@ pub fn run_forecast(
     writer.finish().map_err(|err| output_error(out, err))?;
 
     let output_bytes = std::fs::metadata(out)
-        .map_err(|source| EngineError::Io {
+        .map_err(|error| EngineError::Io {
             path: out.to_path_buf(),
-            source,
+            error,
         })?
         .len();
     Ok(ForecastSummary {
@@ -189,9 +189,9 @@ fn output_header(
 /// (a field of the wrong size, say) is not.
 fn output_error(path: &Path, err: GridError) -> EngineError {
     match err {
-        GridError::Io { source, .. } => EngineError::Io {
+        GridError::Io { error, .. } => EngineError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         },
         other => EngineError::CorruptInput {
             path: path.to_path_buf(),

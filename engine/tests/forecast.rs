@@ -266,3 +266,21 @@ fn missing_catalog_root_names_the_directory_and_flag() {
     assert!(err.contains("no-such-data"), "{err}");
     assert!(err.contains("--data-root"), "{err}");
 }
+
+#[test]
+fn io_error_chain_states_os_message_once() {
+    // A regular file given as the data root: reading it as a directory fails.
+    let data_root = repo().join("data/storm-1996/dataset.toml");
+    let err = Catalog::open(&data_root, &repo().join("models"))
+        .err()
+        .expect("a file is not a data root");
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    let os_message = std::fs::read_dir(&data_root).unwrap_err().to_string();
+    assert_eq!(text.matches(&os_message).count(), 1, "{text}");
+    assert!(text.contains("dataset.toml"), "{text}");
+}

@@ -86,9 +86,9 @@ impl Descriptor {
     /// Parses and validates descriptor text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Descriptor, GridError> {
         let descriptor: Descriptor =
-            toml::from_str(text).map_err(|source| GridError::Descriptor {
+            toml::from_str(text).map_err(|error| GridError::Descriptor {
                 path: path.to_owned(),
-                source: Box::new(source),
+                error: Box::new(error),
             })?;
         descriptor.validate(path)?;
         Ok(descriptor)

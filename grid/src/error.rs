@@ -5,28 +5,26 @@ use std::path::PathBuf;
 /// Errors of the gridded-data readers, writers and grid operations.
 ///
 /// Each variant names the file, variable or value involved. Variants that wrap a
-/// library error keep it as the `source`.
+/// library or OS error (`error`) include its text in their message and do not return
+/// it from `source()`, so a printed error chain states it once.
 #[derive(Debug, thiserror::Error)]
 pub enum GridError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
-    #[error("{path} is not a readable netCDF-3 file: {source}")]
+    #[error("{path} is not a readable netCDF-3 file: {error}")]
     Netcdf {
         path: PathBuf,
-        #[source]
-        source: netcdf3::ReadError,
+        error: netcdf3::ReadError,
     },
 
-    #[error("{path} is not a readable GRIB2 file: {source}")]
+    #[error("{path} is not a readable GRIB2 file: {error}")]
     Grib {
         path: PathBuf,
-        #[source]
-        source: grib::GribError,
+        error: grib::GribError,
     },
 
     #[error("{path} is corrupt: {detail}")]
@@ -39,11 +37,10 @@ pub enum GridError {
         detail: String,
     },
 
-    #[error("invalid dataset descriptor {path}: {source}")]
+    #[error("invalid dataset descriptor {path}: {error}")]
     Descriptor {
         path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
 
     #[error("invalid dataset descriptor {path}: key `{key}`: {detail}")]
@@ -94,10 +91,10 @@ pub enum GridError {
 }
 
 impl GridError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         GridError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 

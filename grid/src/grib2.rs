@@ -153,9 +153,9 @@ fn check_sections(message: &[u8]) -> Result<(), String> {
 }
 
 fn decode_checked(path: &Path, bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
-    let grib = grib::from_bytes(bytes).map_err(|source| GridError::Grib {
+    let grib = grib::from_bytes(bytes).map_err(|error| GridError::Grib {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     if grib.is_empty() {
         return Err(GridError::UnknownFormat {

@@ -188,9 +188,9 @@ fn decode(
     file_len: u64,
     open: impl Fn() -> Result<FileReader, netcdf3::ReadError>,
 ) -> Result<NetcdfFile, GridError> {
-    let netcdf_error = |source| GridError::Netcdf {
+    let netcdf_error = |error| GridError::Netcdf {
         path: path.to_owned(),
-        source,
+        error,
     };
     let (ds, version) = open().map_err(netcdf_error)?.close();
     let mut reader = open().map_err(netcdf_error)?;
@@ -423,9 +423,9 @@ impl Reader<'_> {
         let values = self
             .reader
             .read_var(name)
-            .map_err(|source| GridError::Netcdf {
+            .map_err(|error| GridError::Netcdf {
                 path: self.path.to_owned(),
-                source,
+                error,
             })?;
         to_f64(values).ok_or_else(|| {
             GridError::variable(self.path, name, "is a character variable, not numeric")

@@ -49,3 +49,31 @@ fn inspect_rejects_other_formats() {
     let missing = inspect(&dir.path().join("absent.nc")).unwrap_err();
     assert!(matches!(missing, GridError::Io { .. }), "{missing:?}");
 }
+
+/// Joins an error and its `source()` chain as anyhow's `{:#}` prints it.
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+#[test]
+fn io_error_chain_states_os_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.grib2");
+    let os_message = std::fs::read(&path).unwrap_err().to_string();
+    let errors = [
+        inspect(&path).unwrap_err(),
+        gridcast_grid::read_grib2(&path).unwrap_err(),
+        gridcast_grid::read_netcdf(&path).unwrap_err(),
+    ];
+    for err in errors {
+        let text = chain_text(&err);
+        assert_eq!(text.matches(&os_message).count(), 1, "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+    }
+}

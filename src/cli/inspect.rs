@@ -10,9 +10,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     // GridError wraps grib's error, which is not Sync, so it is rendered here instead
-    // of being carried inside anyhow.
-    let summary = gridcast_grid::inspect(&args.file)
-        .map_err(|err| anyhow::anyhow!("cannot inspect {}: {err}", args.file.display()))?;
+    // of being carried inside anyhow. Every reader error already names the file.
+    let summary = gridcast_grid::inspect(&args.file).map_err(|err| anyhow::anyhow!("{err}"))?;
     print!("{summary}");
     Ok(())
 }

@@ -1,6 +1,9 @@
 use crate::JobState;
 
 /// Failure of a store operation.
+///
+/// Variants that wrap a library or OS error include its text in their message and do
+/// not return it from `source()`, so a printed error chain states it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A backend URL names a scheme this build cannot open.
@@ -11,11 +14,10 @@ pub enum StoreError {
         supported: &'static str,
     },
     /// Creating the directory behind a `sqlite://` or `file://` URL failed.
-    #[error("cannot create directory {path}: {source}")]
+    #[error("cannot create directory {path}: {error}")]
     CreateDir {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The first connection to the database failed: wrong address, credentials or
     /// database name, or the server is down.
@@ -25,11 +27,11 @@ pub enum StoreError {
     )]
     Connect { url: String, message: String },
     #[error("database operation failed: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("applying database migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("object store operation failed: {0}")]
-    ObjectStore(#[from] object_store::Error),
+    ObjectStore(object_store::Error),
     /// A value read back from the database does not decode; the row was written by an
     /// incompatible version or edited by hand.
     #[error("corrupt job row {job_id}: {message}")]
@@ -50,4 +52,22 @@ pub enum StoreError {
         state: JobState,
         action: &'static str,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(error)
+    }
+}
+
+impl From<object_store::Error> for StoreError {
+    fn from(error: object_store::Error) -> Self {
+        StoreError::ObjectStore(error)
+    }
 }

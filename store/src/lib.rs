@@ -282,9 +282,9 @@ async fn open_database(config: &StoreConfig) -> Result<Db, StoreError> {
     if let Some(parent) = options.get_filename().parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+        std::fs::create_dir_all(parent).map_err(|error| StoreError::CreateDir {
             path: parent.to_path_buf(),
-            source,
+            error,
         })?;
     }
     let pool = SqlitePoolOptions::new()

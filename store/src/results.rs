@@ -49,9 +49,9 @@ impl ResultStore {
                 supported: "file:///ABSOLUTE/PATH, s3://BUCKET/PREFIX",
             });
         };
-        std::fs::create_dir_all(root).map_err(|source| StoreError::CreateDir {
+        std::fs::create_dir_all(root).map_err(|error| StoreError::CreateDir {
             path: root.into(),
-            source,
+            error,
         })?;
         let local = LocalFileSystem::new_with_prefix(root)?;
         Ok(ResultStore::from_object_store(Arc::new(local)))

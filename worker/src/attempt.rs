@@ -211,9 +211,9 @@ impl Worker {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             if let Some(dir) = out.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+                std::fs::create_dir_all(dir).map_err(|error| EngineError::Io {
                     path: dir.to_path_buf(),
-                    source,
+                    error,
                 })?;
             }
             let on_progress = |done: u32, _total: u32| {

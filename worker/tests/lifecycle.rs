@@ -97,7 +97,7 @@ impl ForecastRunner for SlowRunner {
 fn io_error() -> EngineError {
     EngineError::Io {
         path: PathBuf::from("/data/Tstorm.cdf"),
-        source: std::io::Error::other("transient read failure"),
+        error: std::io::Error::other("transient read failure"),
     }
 }
 
