@@ -30,6 +30,13 @@ pub enum GridError {
     #[error("{path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 
+    /// A file that ends before the data its own headers declare.
+    #[error(
+        "{path} is truncated: {detail}; the file is incomplete (an interrupted download \
+         or copy), so fetch or copy it again"
+    )]
+    Truncated { path: PathBuf, detail: String },
+
     #[error("{path}: GRIB2 message {message}: {detail}")]
     GribMessage {
         path: PathBuf,

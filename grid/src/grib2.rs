@@ -74,10 +74,7 @@ pub fn grib2_from_bytes(bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
 }
 
 fn decode_all(path: &Path, bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
-    check_structure(bytes).map_err(|detail| GridError::Corrupt {
-        path: path.to_owned(),
-        detail,
-    })?;
+    check_structure(path, bytes)?;
     // NOTE: the grib crate 0.20 can still panic on some corrupt section contents
     // (its own arithmetic on header fields), so a panic is turned into an error here.
     // The length checks above remove the panics found so far.
@@ -96,35 +93,62 @@ fn decode_all(path: &Path, bytes: &[u8]) -> Result<Vec<GribField>, GridError> {
 }
 
 /// Walks messages and sections by their length fields, so that lengths the grib
-/// crate would trust (and underflow on) are checked first.
-fn check_structure(bytes: &[u8]) -> Result<(), String> {
+/// crate would trust (and underflow on) are checked first. Messages are numbered from
+/// 0, as in [`GribField::message`].
+fn check_structure(path: &Path, bytes: &[u8]) -> Result<(), GridError> {
+    let corrupt = |detail: String| GridError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let truncated = |detail: String| GridError::Truncated {
+        path: path.to_owned(),
+        detail,
+    };
     let mut pos = 0usize;
     let mut messages = 0usize;
     while pos < bytes.len() {
         let rest = &bytes[pos..];
-        if rest.len() < 16 || &rest[..4] != b"GRIB" {
-            return Err(format!("no GRIB2 message starts at byte {pos}"));
+        // Section 0 is 16 bytes: "GRIB", 2 reserved, discipline, edition, total length.
+        let starts_like_grib =
+            rest.len() >= 4 && &rest[..4] == b"GRIB" || rest.len() < 4 && b"GRIB".starts_with(rest);
+        if !starts_like_grib {
+            return Err(corrupt(format!("no GRIB2 message starts at byte {pos}")));
+        }
+        if rest.len() < 16 {
+            return Err(truncated(format!(
+                "GRIB2 message {messages} starts at byte {pos} but the file ends {} bytes \
+                 later, inside its 16-byte indicator section",
+                rest.len()
+            )));
         }
         if rest[7] != 2 {
-            return Err(format!(
-                "message at byte {pos} is GRIB edition {}, not 2",
+            return Err(corrupt(format!(
+                "GRIB2 message {messages} at byte {pos} is GRIB edition {}, not 2",
                 rest[7]
-            ));
+            )));
         }
         let total = u64::from_be_bytes(rest[8..16].try_into().unwrap_or([0; 8]));
-        if total < 16 + 4 || total > rest.len() as u64 {
-            return Err(format!(
-                "message at byte {pos} declares {total} bytes but {} remain; the file is                  truncated or corrupt",
+        if total < 16 + 4 {
+            return Err(corrupt(format!(
+                "GRIB2 message {messages} at byte {pos} declares a length of {total} bytes, \
+                 shorter than its own indicator section and end marker"
+            )));
+        }
+        if total > rest.len() as u64 {
+            return Err(truncated(format!(
+                "GRIB2 message {messages} starts at byte {pos} and declares {total} bytes, \
+                 but only {} bytes remain",
                 rest.len()
-            ));
+            )));
         }
         let message = &rest[..total as usize];
-        check_sections(message).map_err(|e| format!("message at byte {pos}: {e}"))?;
+        check_sections(message)
+            .map_err(|e| corrupt(format!("GRIB2 message {messages} at byte {pos}: {e}")))?;
         pos += message.len();
         messages += 1;
     }
     if messages == 0 {
-        return Err("the file is empty".to_owned());
+        return Err(corrupt("the file is empty".to_owned()));
     }
     Ok(())
 }

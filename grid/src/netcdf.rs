@@ -154,15 +154,29 @@ fn check_file_header(path: &Path, file_len: u64) -> Result<(), GridError> {
         let whole = std::fs::read(path).map_err(|e| GridError::io(path, e))?;
         check = check_header(&whole, true);
     }
-    header_result(path, check)
+    header_result(path, check, file_len)
 }
 
-fn header_result(path: &Path, check: HeaderCheck) -> Result<(), GridError> {
+/// Turns the header walk into an error, including a file shorter than the data its
+/// header declares.
+fn header_result(path: &Path, check: HeaderCheck, file_len: u64) -> Result<(), GridError> {
     match check {
-        HeaderCheck::Valid => Ok(()),
-        HeaderCheck::NeedMore => Err(GridError::Corrupt {
+        HeaderCheck::Valid(end) if end.bytes > file_len => Err(GridError::Truncated {
             path: path.to_owned(),
-            detail: "the netCDF header is truncated".to_owned(),
+            detail: format!(
+                "its netCDF-3 header declares data up to byte {} (the end of variable \
+                 `{}`), but the file has only {file_len} bytes",
+                end.bytes, end.variable
+            ),
+        }),
+        HeaderCheck::Valid(_) => Ok(()),
+        HeaderCheck::NeedMore => Err(GridError::Truncated {
+            path: path.to_owned(),
+            detail: "the file ends inside its netCDF-3 header".to_owned(),
+        }),
+        HeaderCheck::Truncated(detail) => Err(GridError::Truncated {
+            path: path.to_owned(),
+            detail,
         }),
         HeaderCheck::Invalid(detail) => Err(GridError::Corrupt {
             path: path.to_owned(),
@@ -173,7 +187,8 @@ fn header_result(path: &Path, check: HeaderCheck) -> Result<(), GridError> {
 
 /// Reads a netCDF-3 file from memory; errors name the path `<bytes>`.
 pub fn netcdf_from_bytes(bytes: &[u8]) -> Result<NetcdfFile, GridError> {
-    header_result(Path::new(BYTES_PATH), check_header(bytes, true))?;
+    let file_len = bytes.len() as u64;
+    header_result(Path::new(BYTES_PATH), check_header(bytes, true), file_len)?;
     decode(Path::new(BYTES_PATH), bytes.len() as u64, || {
         let cursor = std::io::Cursor::new(bytes.to_vec());
         FileReader::open_seek_read(BYTES_PATH, Box::new(cursor))
@@ -420,13 +435,24 @@ impl Reader<'_> {
                 ),
             ));
         }
-        let values = self
-            .reader
-            .read_var(name)
-            .map_err(|error| GridError::Netcdf {
+        let values = self.reader.read_var(name).map_err(|error| match error {
+            // The header check above catches a short file first; this covers a file
+            // that shrank after it ran.
+            netcdf3::ReadError::IOErrorKind(std::io::ErrorKind::UnexpectedEof) => {
+                GridError::Truncated {
+                    path: self.path.to_owned(),
+                    detail: format!(
+                        "the data of variable `{name}` runs past the end of the file \
+                         ({} bytes)",
+                        self.file_len
+                    ),
+                }
+            }
+            error => GridError::Netcdf {
                 path: self.path.to_owned(),
                 error,
-            })?;
+            },
+        })?;
         to_f64(values).ok_or_else(|| {
             GridError::variable(self.path, name, "is a character variable, not numeric")
         })

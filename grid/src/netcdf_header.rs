@@ -3,15 +3,36 @@
 //! netcdf3 0.6 allocates vectors sized by header counts before it checks them against
 //! the data, so a corrupt count such as 2^31 dimension ids requests gigabytes. This walk
 //! rejects any count or length that cannot fit in the bytes that follow, and any
-//! variable whose size overflows, before that happens.
+//! variable whose size overflows, before that happens. It also returns where the
+//! declared data ends, so that a truncated file is reported before any data is read.
 
 /// Outcome of a walk over a header prefix.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum HeaderCheck {
-    Valid,
+    Valid(DataEnd),
     /// The prefix ended inside the header; retry with more of the file.
     NeedMore,
+    /// The whole file ended inside the header.
+    Truncated(String),
     Invalid(String),
+}
+
+/// The smallest file length that contains every variable's data, and the variable
+/// whose data ends there. Padding after the last value is not counted, so a valid file is
+/// never shorter than `bytes`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct DataEnd {
+    pub bytes: u64,
+    pub variable: String,
+}
+
+/// The byte range of one variable's data, as the header declares it.
+struct VariableExtent {
+    name: String,
+    begin: u64,
+    /// Bytes of the whole variable, or of one record for a record variable.
+    size: u64,
+    is_record: bool,
 }
 
 struct Cursor<'a> {
@@ -23,6 +44,7 @@ struct Cursor<'a> {
 
 enum Stop {
     NeedMore,
+    Truncated(String),
     Invalid(String),
 }
 
@@ -36,8 +58,8 @@ impl Cursor<'_> {
             .ok_or(Stop::Invalid("length overflows".into()))?;
         if end > self.bytes.len() {
             return Err(if self.complete {
-                Stop::Invalid(format!(
-                    "header needs {n} bytes at offset {} but the file has {}",
+                Stop::Truncated(format!(
+                    "the header needs {n} more bytes at byte {} but the file has only {} bytes",
                     self.pos,
                     self.bytes.len()
                 ))
@@ -88,13 +110,14 @@ pub(crate) fn check_header(bytes: &[u8], complete: bool) -> HeaderCheck {
         complete,
     };
     match walk(&mut cursor) {
-        Ok(()) => HeaderCheck::Valid,
+        Ok(end) => HeaderCheck::Valid(end),
         Err(Stop::NeedMore) => HeaderCheck::NeedMore,
+        Err(Stop::Truncated(detail)) => HeaderCheck::Truncated(detail),
         Err(Stop::Invalid(detail)) => HeaderCheck::Invalid(detail),
     }
 }
 
-fn walk(c: &mut Cursor<'_>) -> Step<()> {
+fn walk(c: &mut Cursor<'_>) -> Step<DataEnd> {
     let magic = c.take(4)?;
     let offset_size = match magic {
         b"CDF\x01" => 4,
@@ -111,10 +134,45 @@ fn walk(c: &mut Cursor<'_>) -> Step<()> {
         Ok(u64::from(c.u32()?))
     })?;
     list(c, 0x0C, "global attribute", 12, attribute)?;
-    list(c, 0x0B, "variable", 16, |c| {
+    let variables = list(c, 0x0B, "variable", 16, |c| {
         variable(c, &dims, numrecs, offset_size)
     })?;
-    Ok(())
+    Ok(data_end(&variables, numrecs))
+}
+
+/// The `numrecs` value of a file still being written ("streaming"), whose record count
+/// is unknown.
+const STREAMING_NUMRECS: u64 = 0xFFFF_FFFF;
+
+/// Finds where the last variable's data ends. Records are laid out one after another,
+/// each holding every record variable, so record `numrecs - 1` of a variable starts
+/// `numrecs - 1` record sizes after its `begin`.
+fn data_end(variables: &[VariableExtent], numrecs: u64) -> DataEnd {
+    // Without padding, so this is at most the true record size.
+    let record_size: u64 = variables
+        .iter()
+        .filter(|v| v.is_record)
+        .map(|v| v.size)
+        .fold(0, u64::saturating_add);
+    let mut end = DataEnd::default();
+    for var in variables {
+        let var_end = if !var.is_record {
+            var.begin.saturating_add(var.size)
+        } else if numrecs == 0 || numrecs == STREAMING_NUMRECS {
+            continue;
+        } else {
+            var.begin
+                .saturating_add((numrecs - 1).saturating_mul(record_size))
+                .saturating_add(var.size)
+        };
+        if var_end > end.bytes {
+            end = DataEnd {
+                bytes: var_end,
+                variable: var.name.clone(),
+            };
+        }
+    }
+    end
 }
 
 /// Walks a tagged list: `tag count items`, or the ABSENT marker (two zero words).
@@ -152,16 +210,31 @@ fn attribute(c: &mut Cursor<'_>) -> Step<()> {
     c.padded("attribute values", size)
 }
 
-fn variable(c: &mut Cursor<'_>, dims: &[u64], numrecs: u64, offset_size: usize) -> Step<()> {
-    c.padded("variable name", 1)?;
+fn variable(
+    c: &mut Cursor<'_>,
+    dims: &[u64],
+    numrecs: u64,
+    offset_size: usize,
+) -> Step<VariableExtent> {
+    let name_len = c.count("variable name", 1)?;
+    let name_bytes = c.take(name_len + (4 - name_len % 4) % 4)?;
+    let name = String::from_utf8_lossy(&name_bytes[..name_len]).into_owned();
     let ndims = c.count("dimension id", 4)?;
     let mut cells: u64 = 1;
-    for _ in 0..ndims {
+    let mut record_cells: u64 = 1;
+    let mut is_record = false;
+    for k in 0..ndims {
         let id = c.u32()? as usize;
         let len = *dims.get(id).ok_or_else(|| {
             Stop::Invalid(format!("dimension id {id} of {} dimensions", dims.len()))
         })?;
-        // Length 0 is the record dimension, which has `numrecs` entries.
+        // Length 0 is the record dimension, which has `numrecs` entries. Only the
+        // first dimension may be the record dimension.
+        if len == 0 && k == 0 {
+            is_record = true;
+        } else {
+            record_cells = record_cells.saturating_mul(len.max(1));
+        }
         let len = if len == 0 { numrecs } else { len };
         cells = cells
             .checked_mul(len.max(1))
@@ -170,11 +243,21 @@ fn variable(c: &mut Cursor<'_>, dims: &[u64], numrecs: u64, offset_size: usize) 
     }
     list(c, 0x0C, "variable attribute", 12, attribute)?;
     let size = type_size(c.u32()?)? as u64;
-    cells
+    let bytes = cells
         .checked_mul(size)
         .filter(|&b| b < 1 << 60)
         .ok_or_else(|| Stop::Invalid("variable size overflows".into()))?;
     c.u32()?; // vsize
-    c.take(offset_size)?; // begin
-    Ok(())
+    let begin = c.take(offset_size)?;
+    let begin = begin.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    Ok(VariableExtent {
+        name,
+        begin,
+        size: if is_record {
+            record_cells.saturating_mul(size)
+        } else {
+            bytes
+        },
+        is_record,
+    })
 }

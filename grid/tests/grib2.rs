@@ -274,6 +274,40 @@ fn truncated_grib2_errors() {
 }
 
 #[test]
+fn truncated_grib2_file_names_message_and_offset() {
+    let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
+    let (first, _) = first_message(&bytes);
+    let dir = tempfile::tempdir().unwrap();
+    // Cut inside the first message, inside the second message, and inside the second
+    // message's 16-byte indicator section.
+    let second_start = first.len();
+    let cases = [
+        (first.len() / 2, 0, 0, Some(first.len())),
+        (second_start + 100, 1, second_start, None),
+        (second_start + 10, 1, second_start, None),
+    ];
+    for (cut, message, offset, declared) in cases {
+        let path = dir.path().join(format!("era5-cut-{cut}.grib2"));
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let err = read_grib2(&path).unwrap_err();
+        assert!(matches!(err, GridError::Truncated { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with(&path.display().to_string()), "{text}");
+        assert!(text.contains("is truncated"), "{text}");
+        let expected = format!("GRIB2 message {message} starts at byte {offset}");
+        assert!(text.contains(&expected), "{text}");
+        if let Some(declared) = declared {
+            assert!(
+                text.contains(&format!("declares {declared} bytes")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("fetch or copy it again"), "{text}");
+        assert!(!text.contains("  "), "run of spaces in: {text:?}");
+    }
+}
+
+#[test]
 fn corrupted_grib2_never_panics() {
     let bytes = std::fs::read(data("era5-levels-members.grib2")).unwrap();
     let (message, _) = first_message(&bytes);

@@ -167,6 +167,37 @@ fn truncated_storm_file_errors() {
 }
 
 #[test]
+fn truncated_storm_file_says_truncated() {
+    let bytes = storm_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    // Cuts inside the `t` data, and inside the `reftime` text at the end of the file,
+    // which the reader does not load but which the header still declares.
+    for cut in [100_000, 300_000, bytes.len() - 10] {
+        let path = dir.path().join(format!("Tstorm-cut-{cut}.cdf"));
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let err = read_netcdf(&path).unwrap_err();
+        assert!(matches!(err, GridError::Truncated { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with(&path.display().to_string()), "{text}");
+        assert!(text.contains("is truncated"), "{text}");
+        assert!(text.contains("declares data up to byte"), "{text}");
+        assert!(
+            text.contains(&format!("the file has only {cut} bytes")),
+            "{text}"
+        );
+        assert!(text.contains("fetch or copy it again"), "{text}");
+        assert!(!text.contains("IOErrorKind"), "{text}");
+    }
+    // A cut inside the header (about the first 600 bytes) is a truncation too.
+    let path = dir.path().join("Tstorm-cut-header.cdf");
+    let header_cut = 500;
+    std::fs::write(&path, &bytes[..header_cut]).unwrap();
+    let text = read_netcdf(&path).unwrap_err().to_string();
+    assert!(!text.contains("IOErrorKind"), "{text}");
+    assert!(!text.contains("ParseHeader"), "{text}");
+}
+
+#[test]
 fn corrupted_storm_header_never_panics() {
     let bytes = storm_bytes();
     // Flip each header byte in turn (the header is the first ~600 bytes); every
