@@ -167,7 +167,8 @@ impl Dataset {
         let mut hasher = Sha256::new();
         hash_file(&mut hasher, &dir.join(DESCRIPTOR_FILE))?;
         let mut hashed: Vec<&str> = Vec::new();
-        let mut reference: Option<(PathBuf, NetcdfFile)> = None;
+        // The first variable's file and name, whose grid and times the others must share.
+        let mut reference: Option<(PathBuf, NetcdfFile, &str)> = None;
         let mut variables = Vec::new();
         let mut times = Vec::new();
         for var in &descriptor.variables {
@@ -181,10 +182,13 @@ impl Dataset {
             match &reference {
                 None => {
                     times = file_times(&path, &file, &descriptor)?;
-                    reference = Some((path, file));
+                    reference = Some((path, file, &var.name));
                 }
-                Some((ref_path, ref_file)) => {
-                    check_same_grid(&path, &file.grid, ref_path, &ref_file.grid)?;
+                Some((ref_path, ref_file, ref_name)) => {
+                    check_same_grid(
+                        (&path, &var.name, &file.grid),
+                        (ref_path, ref_name, &ref_file.grid),
+                    )?;
                     let other_times = file_times(&path, &file, &descriptor)?;
                     if other_times != times {
                         return Err(GridError::TimeAxis {
@@ -205,7 +209,7 @@ impl Dataset {
                 data,
             });
         }
-        let grid = reference.map(|(_, f)| f.grid).unwrap_or(Grid {
+        let grid = reference.map(|(_, f, _)| f.grid).unwrap_or(Grid {
             lat: Vec::new(),
             lon: Vec::new(),
         });
@@ -305,11 +309,12 @@ fn file_times(
         })
 }
 
+/// A variable's file, name and grid.
+type GridOf<'a> = (&'a Path, &'a str, &'a Grid);
+
 fn check_same_grid(
-    path: &Path,
-    grid: &Grid,
-    ref_path: &Path,
-    reference: &Grid,
+    (path, variable, grid): GridOf<'_>,
+    (ref_path, ref_variable, reference): GridOf<'_>,
 ) -> Result<(), GridError> {
     let close = |a: &[f64], b: &[f64]| {
         a.len() == b.len()
@@ -324,13 +329,12 @@ fn check_same_grid(
         path: path.to_owned(),
         reference: ref_path.to_owned(),
         detail: format!(
-            "{} x {} ({}) versus {} x {} ({}); every variable of a dataset must share one grid",
-            grid.ny(),
-            grid.nx(),
-            grid.domain(),
-            reference.ny(),
-            reference.nx(),
-            reference.domain()
+            "variable `{variable}` in {} and variable `{ref_variable}` in {} are on \
+             different grids: `{variable}` has {}, but `{ref_variable}` has {}",
+            path.display(),
+            ref_path.display(),
+            grid.describe(),
+            reference.describe()
         ),
     })
 }

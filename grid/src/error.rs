@@ -70,7 +70,12 @@ pub enum GridError {
     #[error("{path}: invalid time axis: {detail}")]
     TimeAxis { path: PathBuf, detail: String },
 
-    #[error("grid of {path} differs from the grid of {reference}: {detail}")]
+    /// Two variables of a dataset on different grids. `detail` names both variables
+    /// and files, and gives each grid as [`crate::Grid::describe`] formats it.
+    #[error(
+        "{detail}; every variable of a dataset must share one grid, so regrid one of the \
+         files or leave its variable out of dataset.toml"
+    )]
     GridMismatch {
         path: PathBuf,
         reference: PathBuf,

@@ -107,6 +107,17 @@ impl Grid {
         dlon > 0.0 && ((self.nx() as f64) * dlon - 360.0).abs() < COORD_TOLERANCE_DEG * 10.0
     }
 
+    /// Describes each axis as start, step and count for error messages, such as
+    /// `lat 20 to 60 every 1.25 degrees (33 rows), lon -140 to -52.5 every 2.5
+    /// degrees (36 columns)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "lat {}, lon {}",
+            describe_axis(&self.lat, "rows"),
+            describe_axis(&self.lon, "columns")
+        )
+    }
+
     /// Describes the domain as `lat A..B, lon C..D` for error messages.
     pub fn domain(&self) -> String {
         let (Some(s), Some(n), Some(w), Some(e)) = (
@@ -209,6 +220,34 @@ impl Grid {
             .filter(|&i| self.lon[i] >= west - tol && self.lon[i] <= east + tol)
             .collect())
     }
+}
+
+/// Describes coordinates as `first to last every step degrees (count items)`, or as
+/// unevenly spaced. Values are rounded to 1e-6 degrees, so f32 coordinates read as
+/// written (20, not 20.000000298).
+fn describe_axis(values: &[f64], items: &str) -> String {
+    let round = |x: f64| (x * 1e6).round() / 1e6;
+    let (Some(&first), Some(&last)) = (values.first(), values.last()) else {
+        return format!("empty (0 {items})");
+    };
+    let n = values.len();
+    if n == 1 {
+        return format!("{} (a single value)", round(first));
+    }
+    let step = (last - first) / (n - 1) as f64;
+    let even = values
+        .windows(2)
+        .all(|w| ((w[1] - w[0]) - step).abs() <= COORD_TOLERANCE_DEG);
+    let spacing = if even {
+        format!("every {} degrees", round(step))
+    } else {
+        "unevenly spaced".to_owned()
+    };
+    format!(
+        "{} to {} {spacing} ({n} {items})",
+        round(first),
+        round(last)
+    )
 }
 
 /// Width of the region in degrees of longitude, in [0, 360].

@@ -294,7 +294,58 @@ fn mismatched_grids_rejected() {
     std::fs::write(dir.path().join("dataset.toml"), two).unwrap();
     let err = Dataset::open(dir.path()).unwrap_err();
     assert!(matches!(err, GridError::GridMismatch { .. }), "{err:?}");
-    assert!(err.to_string().contains("lat 21..61"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("lat 21 to 61 every 1.25 degrees (33 rows)"),
+        "{err}"
+    );
+}
+
+/// Replaces the 33 latitudes of a storm-1996 file (20 to 60 N, stored as big-endian
+/// f32) by the same axis shifted `shift` degrees north.
+fn shift_storm_latitudes(bytes: &mut [u8], shift: f32) {
+    let lat: Vec<f32> = (0..33).map(|j| 20.0 + 1.25 * j as f32).collect();
+    let stored: Vec<u8> = lat.iter().flat_map(|y| y.to_be_bytes()).collect();
+    let start = bytes
+        .windows(stored.len())
+        .position(|w| w == stored.as_slice())
+        .expect("the storm file stores lat 20..60 as f32");
+    let shifted: Vec<u8> = lat.iter().flat_map(|y| (y + shift).to_be_bytes()).collect();
+    bytes[start..start + shifted.len()].copy_from_slice(&shifted);
+}
+
+#[test]
+fn storm_grid_mismatch_names_variables_and_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/storm-1996");
+    std::fs::copy(storm.join("Pstorm.cdf"), dir.path().join("Pstorm.cdf")).unwrap();
+    let mut t_bytes = std::fs::read(storm.join("Tstorm.cdf")).unwrap();
+    shift_storm_latitudes(&mut t_bytes, 0.5);
+    std::fs::write(dir.path().join("Tstorm.cdf"), t_bytes).unwrap();
+    let text = std::fs::read_to_string(storm.join("dataset.toml")).unwrap();
+    let p_and_t: String = text
+        .split("[[variables]]")
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("[[variables]]");
+    std::fs::write(dir.path().join("dataset.toml"), p_and_t).unwrap();
+
+    let err = Dataset::open(dir.path()).unwrap_err();
+    assert!(matches!(err, GridError::GridMismatch { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("variable `t` in"), "{text}");
+    assert!(text.contains("variable `p` in"), "{text}");
+    assert!(text.contains("Tstorm.cdf"), "{text}");
+    assert!(text.contains("Pstorm.cdf"), "{text}");
+    let shifted = "`t` has lat 20.5 to 60.5 every 1.25 degrees (33 rows), \
+                   lon -140 to -52.5 every 2.5 degrees (36 columns)";
+    assert!(text.contains(shifted), "{text}");
+    let original = "`p` has lat 20 to 60 every 1.25 degrees (33 rows), \
+                    lon -140 to -52.5 every 2.5 degrees (36 columns)";
+    assert!(text.contains(original), "{text}");
+    for debug in ["Grid {", "[20.0", "Some("] {
+        assert!(!text.contains(debug), "Debug output {debug:?} in: {text}");
+    }
 }
 
 fn sample_header(members: Option<usize>) -> CfHeader {
