@@ -95,6 +95,14 @@ pub enum GridError {
         detail: String,
     },
 
+    /// A region inside the domain but between two grid rows or columns.
+    #[error("region {region} contains no grid point: {detail}; widen the region to include {axis}")]
+    RegionWithoutGridPoint {
+        region: String,
+        axis: &'static str,
+        detail: String,
+    },
+
     #[error("cannot write {path}: {detail}")]
     Write { path: PathBuf, detail: String },
 

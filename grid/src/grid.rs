@@ -140,7 +140,9 @@ impl Grid {
     ///
     /// The region must lie inside the grid's latitude range and, on a regional grid,
     /// inside its longitude range. On a global grid any longitudes work and the
-    /// columns wrap when the region crosses the grid's seam.
+    /// columns wrap when the region crosses the grid's seam. A region inside the domain
+    /// that falls between two rows or columns is a
+    /// [`GridError::RegionWithoutGridPoint`], which names them.
     pub fn region_indices(&self, region: &Region) -> Result<RegionIndices, GridError> {
         region.validate()?;
         let lat = self.lat_indices(region)?;
@@ -150,9 +152,58 @@ impl Grid {
             self.lon_indices_regional(region)?
         };
         if lon.is_empty() {
-            return Err(self.outside(region, "no grid column lies between west and east"));
+            return Err(self.between_columns(region));
         }
         Ok(RegionIndices { lat, lon })
+    }
+
+    /// Describes a region that lies between two rows: the rows on either side of it.
+    fn between_rows(&self, region: &Region, north_row: usize) -> GridError {
+        let south_row = north_row.saturating_sub(1);
+        let (Some(&below), Some(&above)) = (self.lat.get(south_row), self.lat.get(north_row))
+        else {
+            return self.outside(region, "no grid row lies between south and north");
+        };
+        GridError::RegionWithoutGridPoint {
+            region: region.to_string(),
+            axis: "a row",
+            detail: format!(
+                "south {} and north {} lie between row {south_row} at lat {below} and row \
+                 {north_row} at lat {above}, and rows are {} degrees apart",
+                region.south,
+                region.north,
+                above - below
+            ),
+        }
+    }
+
+    /// Describes a region that lies inside the domain but between two columns: the
+    /// columns on either side of its west edge.
+    fn between_columns(&self, region: &Region) -> GridError {
+        let (Some(&first), nx) = (self.lon.first(), self.nx()) else {
+            return self.outside(region, "the grid has no columns");
+        };
+        // Move `west` into [first, first + 360) so it is comparable with the columns.
+        let west = first + (region.west - first).rem_euclid(360.0);
+        let east_col = self.lon.partition_point(|&x| x < west);
+        let (west_col, east_col) = match east_col {
+            0 => (nx - 1, 0),
+            k if k >= nx => (nx - 1, 0),
+            k => (k - 1, k),
+        };
+        GridError::RegionWithoutGridPoint {
+            region: region.to_string(),
+            axis: "a column",
+            detail: format!(
+                "west {} and east {} lie between column {west_col} at lon {} and column \
+                 {east_col} at lon {}, and columns are {} degrees apart",
+                region.west,
+                region.east,
+                self.lon[west_col],
+                self.lon[east_col],
+                self.dlon()
+            ),
+        }
     }
 
     fn outside(&self, region: &Region, detail: &str) -> GridError {
@@ -174,7 +225,7 @@ impl Grid {
         let start = self.lat.partition_point(|&y| y < region.south - tol);
         let end = self.lat.partition_point(|&y| y <= region.north + tol);
         if start >= end {
-            return Err(self.outside(region, "no grid row lies between south and north"));
+            return Err(self.between_rows(region, start));
         }
         Ok(start..end)
     }

@@ -151,3 +151,70 @@ fn storm_region_selection() {
     assert!(matches!(err, GridError::RegionOutsideDomain { .. }));
     assert!(err.to_string().contains("lat 20..60"), "{err}");
 }
+
+#[test]
+fn storm_region_between_rows_named() {
+    let ds = open();
+    // Rows lie every 1.25 degrees from 20 N, so 30.3..30.9 N falls between 30 and 31.25.
+    let between_rows = Region {
+        south: 30.3,
+        north: 30.9,
+        west: -110.0,
+        east: -70.0,
+    };
+    let err = ds.grid.region_indices(&between_rows).unwrap_err();
+    assert!(
+        matches!(err, GridError::RegionWithoutGridPoint { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("contains no grid point"), "{text}");
+    assert!(!text.contains("outside"), "{text}");
+    assert!(
+        text.contains("row 8 at lat 30 and row 9 at lat 31.25"),
+        "{text}"
+    );
+    assert!(text.contains("1.25 degrees apart"), "{text}");
+    assert!(text.contains("widen the region"), "{text}");
+}
+
+#[test]
+fn storm_region_between_columns_named() {
+    let ds = open();
+    // Columns lie every 2.5 degrees from 140 W, so 101..100.5 W falls between 102.5 W
+    // and 100 W.
+    let between_columns = Region {
+        south: 30.0,
+        north: 50.0,
+        west: -101.0,
+        east: -100.5,
+    };
+    let err = ds.grid.region_indices(&between_columns).unwrap_err();
+    assert!(
+        matches!(err, GridError::RegionWithoutGridPoint { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("column 15 at lon -102.5 and column 16 at lon -100"),
+        "{text}"
+    );
+    assert!(text.contains("2.5 degrees apart"), "{text}");
+    assert!(
+        text.contains("widen the region to include a column"),
+        "{text}"
+    );
+
+    // The same box in 0..360 longitudes names the same columns.
+    let east_positive = Region {
+        west: 259.0,
+        east: 259.5,
+        ..between_columns
+    };
+    let text = ds
+        .grid
+        .region_indices(&east_positive)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("column 15 at lon -102.5"), "{text}");
+}
