@@ -11,10 +11,10 @@ use gridcast_grid::Dataset;
 use gridcast_models::NeuralModel;
 use serde::Serialize;
 
-use crate::EngineError;
 use crate::climatology::Climatology;
 use crate::forecaster::Forecaster;
 use crate::kernel_forward::KernelForward;
+use crate::{EngineError, RequestError};
 
 /// Model ids that are always available: they need no weights.
 pub const PERSISTENCE: &str = "persistence";
@@ -139,6 +139,46 @@ impl Catalog {
 
     pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
         self.datasets.get(name)
+    }
+
+    /// Looks up the dataset a request names. The error names the value and the
+    /// available datasets, or, when the data root contains none, the directory and what
+    /// a dataset directory needs.
+    pub fn find_dataset(&self, name: &str) -> Result<&Arc<Dataset>, RequestError> {
+        if self.datasets.is_empty() {
+            return Err(RequestError::new(
+                "dataset",
+                format!(
+                    "dataset {name:?} is not available because the data root {} contains \
+                     no datasets: a dataset is a subdirectory with a dataset.toml \
+                     descriptor and the netCDF-3 files it lists (docs/data.md); pass \
+                     --data-root (or GRIDCAST_DATA_ROOT) to point at a directory that \
+                     contains one, such as the repository's data/",
+                    self.data_root.display()
+                ),
+            ));
+        }
+        let safe = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        let available = self.dataset_names().collect::<Vec<_>>().join(", ");
+        if !safe {
+            return Err(RequestError::new(
+                "dataset",
+                format!(
+                    "invalid dataset name {name:?}: use a dataset name, not a path \
+                     (available: {available})"
+                ),
+            ));
+        }
+        self.datasets.get(name).ok_or_else(|| {
+            RequestError::new(
+                "dataset",
+                format!("unknown dataset {name:?}; available: {available}"),
+            )
+        })
     }
 
     pub fn dataset_names(&self) -> impl Iterator<Item = &str> {

@@ -50,9 +50,7 @@ struct Sums {
 
 /// Scores every system of `plan` over the whole grid of its dataset.
 pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, EngineError> {
-    let dataset = catalog.dataset(&plan.dataset).ok_or_else(|| {
-        RequestError::new("dataset", format!("unknown dataset {:?}", plan.dataset))
-    })?;
+    let dataset = catalog.find_dataset(&plan.dataset)?;
     for &lead in &plan.lead_hours {
         if lead == 0 || !lead.is_multiple_of(dataset.step_hours) {
             return Err(RequestError::new(

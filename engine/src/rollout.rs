@@ -65,12 +65,7 @@ pub fn run_forecast(
     out: &Path,
     control: &RunControl,
 ) -> Result<ForecastSummary, EngineError> {
-    let dataset = catalog.dataset(&request.request.dataset).ok_or_else(|| {
-        RequestError::new(
-            "dataset",
-            format!("unknown dataset {:?}", request.request.dataset),
-        )
-    })?;
+    let dataset = catalog.find_dataset(&request.request.dataset)?;
     let forecaster = catalog.forecaster(&request.model, dataset)?;
     let indices = dataset
         .grid

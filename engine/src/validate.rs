@@ -46,30 +46,6 @@ impl Catalog {
         })
     }
 
-    fn find_dataset(&self, name: &str) -> Result<&Dataset, RequestError> {
-        let safe = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !name.starts_with('.');
-        let available = self.dataset_names().collect::<Vec<_>>().join(", ");
-        if !safe {
-            return Err(RequestError::new(
-                "dataset",
-                format!(
-                    "invalid dataset name {name:?}: use a dataset name, not a path \
-                     (available: {available})"
-                ),
-            ));
-        }
-        self.dataset(name).map(|d| d.as_ref()).ok_or_else(|| {
-            RequestError::new(
-                "dataset",
-                format!("unknown dataset {name:?}; available: {available}"),
-            )
-        })
-    }
-
     fn resolve_model(
         &self,
         request: &ForecastRequest,

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use gridcast_engine::{Catalog, EvaluationPlan, evaluate};
+use chrono::{TimeZone, Utc};
+use gridcast_engine::{Catalog, EvaluationPlan, ForecastRequest, RequestLimits, evaluate};
 
 fn catalog() -> Catalog {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -84,5 +85,39 @@ fn lead_off_the_step_is_rejected() {
         };
         let err = evaluate(&catalog, &plan).unwrap_err();
         assert!(err.to_string().contains("lead_hours"), "{err}");
+    }
+}
+
+#[test]
+fn empty_data_root_named() {
+    let empty = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let catalog = Catalog::open(empty.path(), &models).unwrap();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["persistence".into()],
+        init_steps: vec![44],
+        lead_hours: vec![6],
+    };
+    let request = ForecastRequest {
+        dataset: "storm-1996".into(),
+        model: None,
+        init_time: Utc.with_ymd_and_hms(1996, 1, 16, 0, 0, 0).unwrap(),
+        lead_hours: 6,
+        region: None,
+        variables: None,
+        members: 1,
+    };
+    let from_evaluate = evaluate(&catalog, &plan).unwrap_err().to_string();
+    let from_validate = catalog
+        .validate(&request, &RequestLimits::default())
+        .unwrap_err()
+        .to_string();
+    for text in [from_evaluate, from_validate] {
+        assert!(text.contains("contains no datasets"), "{text}");
+        assert!(text.contains(&empty.path().display().to_string()), "{text}");
+        assert!(text.contains("dataset.toml"), "{text}");
+        assert!(text.contains("--data-root"), "{text}");
+        assert!(!text.contains("available: ;"), "{text}");
     }
 }

@@ -40,9 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let catalog = Catalog::open(&args.data_root, &args.model_root)
         .context("failed to open the data and model catalog")?;
-    let dataset = catalog
-        .dataset(&args.dataset)
-        .with_context(|| format!("unknown dataset {:?}", args.dataset))?;
+    let dataset = catalog.find_dataset(&args.dataset)?;
     let mut systems = Vec::new();
     if let Some(model) = args.model.clone().or_else(|| dataset.default_model.clone()) {
         systems.push(model);
