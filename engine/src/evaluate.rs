@@ -26,7 +26,9 @@ pub struct EvaluationPlan {
 }
 
 /// One row of the verification table: one system, variable and lead, averaged over
-/// the init times whose valid time lies in the data.
+/// the init times whose valid time lies in the data. Every system is scored on the
+/// same init times: those of the plan from which every system can start (see
+/// [`first_shared_init`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Score {
     pub variable: String,
@@ -48,7 +50,49 @@ struct Sums {
     count: usize,
 }
 
-/// Scores every system of `plan` over the whole grid of its dataset.
+/// The earliest init step from which every system of a plan can start, and the
+/// system that sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedInit {
+    /// Time index of the earliest shared init.
+    pub step: usize,
+    /// The system that needs the most earlier states.
+    pub system: String,
+    /// Earlier states that system needs before its init.
+    pub earlier_states: usize,
+}
+
+/// Finds the earliest init step from which every system of `plan` can start. A neural
+/// model needs earlier states before its init, while the baselines need none, so
+/// without this limit the systems would be scored on different init times.
+pub fn first_shared_init(
+    catalog: &Catalog,
+    plan: &EvaluationPlan,
+) -> Result<SharedInit, EngineError> {
+    let dataset = catalog.find_dataset(&plan.dataset)?;
+    let mut shared = SharedInit {
+        step: 0,
+        system: String::new(),
+        earlier_states: 0,
+    };
+    for system in &plan.systems {
+        let earlier_states = catalog
+            .forecaster(system, dataset)?
+            .history_len()
+            .saturating_sub(1);
+        if shared.system.is_empty() || earlier_states > shared.earlier_states {
+            shared = SharedInit {
+                step: earlier_states,
+                system: system.clone(),
+                earlier_states,
+            };
+        }
+    }
+    Ok(shared)
+}
+
+/// Scores every system of `plan` over the whole grid of its dataset, on the init steps
+/// of the plan from [`first_shared_init`] on.
 pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, EngineError> {
     let dataset = catalog.find_dataset(&plan.dataset)?;
     for &lead in &plan.lead_hours {
@@ -63,6 +107,18 @@ pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, 
             .into());
         }
     }
+    let shared = first_shared_init(catalog, plan)?;
+    let init_steps: Vec<usize> = plan
+        .init_steps
+        .iter()
+        .copied()
+        .filter(|&init| init >= shared.step)
+        .collect();
+    check_inits_and_leads(dataset, plan, &init_steps, &shared)?;
+    let plan = &EvaluationPlan {
+        init_steps,
+        ..plan.clone()
+    };
     let weights = cos_lat_weights(&dataset.grid.lat).map_err(|err| EngineError::CorruptInput {
         path: catalog.data_root().join(&dataset.name),
         message: err.to_string(),
@@ -92,6 +148,63 @@ pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, 
         key_a.cmp(&(position(&b.variable), b.lead_hours, &b.system))
     });
     Ok(scores)
+}
+
+/// Rejects a plan with no shared init step, or with a lead that no init step of it can
+/// reach inside the data (its table row would be empty).
+fn check_inits_and_leads(
+    dataset: &Dataset,
+    plan: &EvaluationPlan,
+    init_steps: &[usize],
+    shared: &SharedInit,
+) -> Result<(), EngineError> {
+    let Some(&first_init) = init_steps.iter().min() else {
+        return Err(RequestError::new(
+            "init_steps",
+            format!(
+                "no init step of the plan ({}) is at or after step {}, the earliest from \
+                 which every system can start: {} needs {} earlier state(s); choose init \
+                 steps from {} on",
+                describe_steps(&plan.init_steps),
+                shared.step,
+                shared.system,
+                shared.earlier_states,
+                shared.step
+            ),
+        )
+        .into());
+    };
+    let last = dataset.times.len().saturating_sub(1);
+    let reach_steps = last.saturating_sub(first_init);
+    let max_lead = u32::try_from(reach_steps)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(dataset.step_hours);
+    if let Some(&lead) = plan.lead_hours.iter().find(|&&lead| lead > max_lead) {
+        return Err(RequestError::new(
+            "lead_hours",
+            format!(
+                "lead {lead} h has no analysis to verify against: dataset {:?} ends at step \
+                 {last}, so from init step {first_init}, the earliest scored, the maximum \
+                 lead is {max_lead} h; use leads up to {max_lead} h or earlier init steps",
+                dataset.name
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Writes init steps as `FIRST-LAST` when they are consecutive, else as a list.
+fn describe_steps(steps: &[usize]) -> String {
+    let consecutive = steps.windows(2).all(|w| w[1] == w[0] + 1);
+    match (steps.first(), steps.last()) {
+        (Some(first), Some(last)) if consecutive && first != last => format!("{first}-{last}"),
+        _ => steps
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Rolls `forecaster` out from every init of the plan to the longest lead and

@@ -22,7 +22,7 @@ pub use catalog::{
     CLIMATOLOGY, Catalog, DatasetInfo, GridInfo, ModelInfo, PERSISTENCE, TimeAxisInfo, VariableInfo,
 };
 pub use error::EngineError;
-pub use evaluate::{EvaluationPlan, Score, evaluate};
+pub use evaluate::{EvaluationPlan, Score, SharedInit, evaluate, first_shared_init};
 pub use gridcast_grid::Region;
 pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
 pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};

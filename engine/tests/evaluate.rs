@@ -1,9 +1,12 @@
-//! Verification scores on the shipped storm-1996 data.
+//! Verification scores on the shipped storm-1996 data, and the errors of plans that
+//! cannot be scored.
 
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
-use gridcast_engine::{Catalog, EvaluationPlan, ForecastRequest, RequestLimits, evaluate};
+use gridcast_engine::{
+    Catalog, EvaluationPlan, ForecastRequest, RequestLimits, evaluate, first_shared_init,
+};
 
 fn catalog() -> Catalog {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -86,6 +89,73 @@ fn lead_off_the_step_is_rejected() {
         let err = evaluate(&catalog, &plan).unwrap_err();
         assert!(err.to_string().contains("lead_hours"), "{err}");
     }
+}
+
+#[test]
+fn lead_past_the_data_is_rejected() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["persistence".into()],
+        init_steps: (44..64).collect(),
+        lead_hours: vec![6, 600],
+    };
+    let err = evaluate(&catalog, &plan).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("lead_hours"), "{text}");
+    assert!(text.contains("lead 600 h"), "{text}");
+    // Step 63 is the last analysis, 19 steps of 6 h after init step 44.
+    assert!(text.contains("from init step 44"), "{text}");
+    assert!(text.contains("the maximum lead is 114 h"), "{text}");
+    let longest = EvaluationPlan {
+        lead_hours: vec![114],
+        ..plan
+    };
+    let scores = evaluate(&catalog, &longest).unwrap();
+    assert!(scores.iter().all(|s| s.n_inits == 1), "{scores:?}");
+}
+
+#[test]
+fn systems_share_init_steps() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec![
+            "storm-cnn".into(),
+            "persistence".into(),
+            "climatology".into(),
+        ],
+        init_steps: (0..3).collect(),
+        lead_hours: vec![6],
+    };
+    // The model needs one earlier state, so init step 0 is left out for every system.
+    let shared = first_shared_init(&catalog, &plan).unwrap();
+    assert_eq!(shared.step, 1);
+    assert_eq!(shared.system, "storm-cnn");
+    assert_eq!(shared.earlier_states, 1);
+    let scores = evaluate(&catalog, &plan).unwrap();
+    assert_eq!(scores.len(), 18, "{scores:?}");
+    for score in &scores {
+        assert_eq!(score.n_inits, 2, "{score:?}");
+    }
+}
+
+#[test]
+fn inits_before_shared_start_rejected() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["storm-cnn".into(), "persistence".into()],
+        init_steps: vec![0],
+        lead_hours: vec![6],
+    };
+    let text = evaluate(&catalog, &plan).unwrap_err().to_string();
+    assert!(text.contains("init_steps"), "{text}");
+    assert!(
+        text.contains("storm-cnn needs 1 earlier state(s)"),
+        "{text}"
+    );
+    assert!(text.contains("choose init steps from 1 on"), "{text}");
 }
 
 #[test]

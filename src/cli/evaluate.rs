@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use gridcast_engine::{CLIMATOLOGY, Catalog, EvaluationPlan, PERSISTENCE, evaluate};
+use gridcast_engine::{
+    CLIMATOLOGY, Catalog, EvaluationPlan, PERSISTENCE, evaluate, first_shared_init,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +23,9 @@ pub struct Args {
     #[arg(long, env = "GRIDCAST_MODEL")]
     pub model: Option<String>,
     /// Init time indices on the dataset's time axis, as FIRST-LAST (inclusive). The
-    /// default is the storm-1996 held-out period, steps 44-63.
+    /// default is the storm-1996 held-out period, steps 44-63. Every system is scored
+    /// on the same inits, so steps before the earliest one that the model can start
+    /// from (it needs earlier states) are skipped for all systems, with a note.
     #[arg(long, env = "GRIDCAST_INIT_STEPS", default_value = "44-63", value_parser = parse_steps)]
     pub init_steps: std::ops::RangeInclusive<usize>,
     /// Comma-separated lead times in hours.
@@ -48,10 +52,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     systems.push(PERSISTENCE.to_string());
     systems.push(CLIMATOLOGY.to_string());
     let last = dataset.times.len().saturating_sub(1);
-    if *args.init_steps.end() > last {
+    let (first_init, last_init) = (*args.init_steps.start(), *args.init_steps.end());
+    if last_init > last {
         anyhow::bail!(
-            "invalid --init-steps {:?}: dataset {:?} has steps 0-{last}",
-            args.init_steps,
+            "invalid --init-steps {first_init}-{last_init}: dataset {:?} has steps \
+             0-{last}; choose steps in that range",
             args.dataset
         );
     }
@@ -61,6 +66,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         init_steps: args.init_steps.collect(),
         lead_hours: args.leads,
     };
+    let shared = first_shared_init(&catalog, &plan)?;
+    if first_init < shared.step && shared.step <= last_init {
+        // On stderr, so that `--json` output stays one JSON document.
+        let skipped = match shared.step - 1 {
+            only if only == first_init => format!("init step {only} is"),
+            before => format!("init steps {first_init}-{before} are"),
+        };
+        eprintln!(
+            "note: {skipped} skipped for every system, because {} needs {} earlier \
+             state(s); all systems are scored on init steps {}-{last_init}",
+            shared.system, shared.earlier_states, shared.step,
+        );
+    }
     let scores = evaluate(&catalog, &plan)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&scores)?);
