@@ -24,6 +24,7 @@ pub struct SubmitJob {
     pub dataset: String,
     #[serde(default)]
     pub model: Option<String>,
+    #[serde(deserialize_with = "gridcast_engine::deserialize_utc_time")]
     pub init_time: DateTime<Utc>,
     pub lead_hours: u32,
     #[serde(default, deserialize_with = "region_object")]

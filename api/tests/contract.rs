@@ -625,3 +625,23 @@ async fn stalled_body_times_out_with_408() {
     let listed = app.get("/v1/jobs").await;
     assert_eq!(listed.json()["jobs"].as_array().map(Vec::len), Some(0));
 }
+
+#[tokio::test]
+async fn init_time_takes_bare_date_and_names_forms() {
+    let app = test_app().await;
+    let body = with(valid_body(), "/init_time", json!("1996-01-17"));
+    let reply = app.post(&body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.json());
+    assert_eq!(reply.json()["request"]["init_time"], "1996-01-17T00:00:00Z");
+
+    let body = with(valid_body(), "/init_time", json!("1996-01-32"));
+    let reply = app.post(&body).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error = &reply.json()["error"];
+    assert_eq!(error["field"], "init_time", "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"1996-01-32\""), "{message}");
+    assert!(message.contains("1996-01-16T00:00:00Z"), "{message}");
+    assert!(message.contains("1996-01-16T06"), "{message}");
+    assert!(!message.contains("premature end of input"), "{message}");
+}

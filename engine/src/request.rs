@@ -10,6 +10,7 @@ pub struct ForecastRequest {
     pub dataset: String,
     #[serde(default)]
     pub model: Option<String>,
+    #[serde(deserialize_with = "crate::time::deserialize_utc_time")]
     pub init_time: DateTime<Utc>,
     pub lead_hours: u32,
     #[serde(default)]

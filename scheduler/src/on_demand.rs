@@ -12,7 +12,9 @@ use crate::spec::Schedule;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
+    #[serde(deserialize_with = "gridcast_engine::deserialize_utc_time")]
     pub from: DateTime<Utc>,
+    #[serde(deserialize_with = "gridcast_engine::deserialize_utc_time")]
     pub to: DateTime<Utc>,
 }
 

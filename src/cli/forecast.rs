@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use gridcast_engine::{Catalog, ForecastRequest, Region, RequestLimits, RunControl, run_forecast};
+use gridcast_engine::{
+    Catalog, ForecastRequest, Region, RequestLimits, RunControl, parse_utc_time, run_forecast,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,8 +32,9 @@ pub struct RequestArgs {
     /// Model id; the dataset's default model when omitted.
     #[arg(long, env = "GRIDCAST_MODEL")]
     pub model: Option<String>,
-    /// Init time, RFC 3339 in UTC, for example 1996-01-16T00:00:00Z.
-    #[arg(long, env = "GRIDCAST_INIT_TIME")]
+    /// Init time in UTC: RFC 3339 such as 1996-01-16T00:00:00Z, or 1996-01-16 (00:00),
+    /// 1996-01-16T06, 1996-01-16T06:00 or 1996-01-16 06:00:00.
+    #[arg(long, env = "GRIDCAST_INIT_TIME", value_parser = parse_utc_time)]
     pub init_time: DateTime<Utc>,
     /// Lead time in hours: a positive multiple of the model step.
     #[arg(long, env = "GRIDCAST_LEAD_HOURS")]
@@ -120,5 +123,42 @@ fn check_output_path(path: &std::path::Path) -> anyhow::Result<()> {
             path.display()
         ),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `forecast` and `submit` share these flags.
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        request: RequestArgs,
+    }
+
+    fn parse(init_time: &str) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(["gridcast", "--init-time", init_time, "--lead-hours", "6"])
+    }
+
+    #[test]
+    fn init_time_takes_bare_date() {
+        let flags = parse("1996-01-16").unwrap();
+        let expected: DateTime<Utc> = "1996-01-16T00:00:00Z".parse().unwrap();
+        assert_eq!(flags.request.init_time, expected);
+        let flags = parse("1996-01-16T06").unwrap();
+        let expected: DateTime<Utc> = "1996-01-16T06:00:00Z".parse().unwrap();
+        assert_eq!(flags.request.init_time, expected);
+    }
+
+    #[test]
+    fn invalid_init_time_names_forms() {
+        let text = parse("1996-01-32").unwrap_err().to_string();
+        assert!(text.contains("--init-time"), "{text}");
+        assert!(text.contains("\"1996-01-32\""), "{text}");
+        assert!(text.contains("1996-01-16T00:00:00Z"), "{text}");
+        assert!(!text.contains("premature end of input"), "{text}");
     }
 }
