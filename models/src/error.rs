@@ -3,24 +3,25 @@
 use std::path::PathBuf;
 
 /// Errors of loading, running and training a forecast model.
+///
+/// Variants that wrap a library or OS error include its text in their message and do
+/// not return it from `source()`, so a printed error chain states it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A tensor operation failed, for example on mismatched shapes.
     #[error("tensor operation failed: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
     /// A model file could not be read or written.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// `manifest.json` is not valid JSON or misses a field.
-    #[error("manifest {path} is invalid: {source}; rewrite it with `gridcast train`")]
+    #[error("manifest {path} is invalid: {error}; rewrite it with `gridcast train`")]
     ManifestJson {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The weights file does not hash to the SHA-256 the manifest records.
     #[error(
@@ -55,11 +56,17 @@ pub enum ModelError {
     InvalidTraining(String),
 }
 
+impl From<candle_core::Error> for ModelError {
+    fn from(error: candle_core::Error) -> Self {
+        ModelError::Tensor(error)
+    }
+}
+
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

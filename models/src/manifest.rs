@@ -146,6 +146,27 @@ pub struct InputSpec<'a> {
     pub step_hours: u32,
 }
 
+impl GridSpec {
+    /// Describes the grid for messages, such as "lat 20 to 60 every 1.25 degrees (33
+    /// rows), lon -140 to -52.5 every 2.5 degrees (36 columns)".
+    pub fn describe(&self) -> String {
+        let axis = |name: &str, a: &AxisSpec, unit: &str| {
+            format!(
+                "{name} {} to {} every {} degrees ({} {unit})",
+                a.start,
+                a.value(a.count.saturating_sub(1)),
+                a.step,
+                a.count
+            )
+        };
+        format!(
+            "{}, {}",
+            axis("lat", &self.lat, "rows"),
+            axis("lon", &self.lon, "columns")
+        )
+    }
+}
+
 impl AxisSpec {
     /// Builds the axis from coordinate values, which must be evenly spaced.
     pub fn from_values(name: &str, values: &[f64]) -> Result<Self, ModelError> {
@@ -198,26 +219,28 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|source| ModelError::ManifestJson {
+            serde_json::from_str(&text).map_err(|error| ModelError::ManifestJson {
                 path: path.clone(),
-                source,
+                error,
             })?;
         if let Some(upstream) = &manifest.architecture.upstream
             && upstream.grid != manifest.grid
         {
             let message = format!(
-                "architecture.upstream.grid {:?} differs from grid {:?}",
-                upstream.grid, manifest.grid
+                "architecture.upstream.grid ({}) differs from grid ({}); both must describe \
+                 the grid the model was trained on",
+                upstream.grid.describe(),
+                manifest.grid.describe()
             );
             return Err(ModelError::ManifestJson {
                 path,
-                source: <serde_json::Error as serde::de::Error>::custom(message),
+                error: <serde_json::Error as serde::de::Error>::custom(message),
             });
         }
         if let Some(message) = manifest.invalid_statistics() {
             return Err(ModelError::ManifestJson {
                 path,
-                source: <serde_json::Error as serde::de::Error>::custom(message),
+                error: <serde_json::Error as serde::de::Error>::custom(message),
             });
         }
         Ok(manifest)
@@ -258,9 +281,9 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
         let path = dir.join(MANIFEST_FILE);
         let mut text =
-            serde_json::to_string_pretty(self).map_err(|source| ModelError::ManifestJson {
+            serde_json::to_string_pretty(self).map_err(|error| ModelError::ManifestJson {
                 path: path.clone(),
-                source,
+                error,
             })?;
         text.push('\n');
         std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))

@@ -264,6 +264,14 @@ fn ensemble_with_upstream_round_trip() {
     edited.write(dir.path()).unwrap();
     let err = load(dir.path(), &Device::Cpu).unwrap_err();
     assert!(matches!(err, ModelError::ManifestJson { .. }), "{err}");
+    // Both grids are spelled out, not printed as Rust structures.
+    let text = err.to_string();
+    assert!(
+        text.contains("lat 20 to 60 every 1.25 degrees (33 rows)")
+            && text.contains("every 2.5 degrees (33 rows)"),
+        "{text}"
+    );
+    assert!(!text.contains("AxisSpec"), "{text}");
 }
 
 #[test]
@@ -295,6 +303,13 @@ fn load_rejects_bad_weights() {
     std::fs::remove_file(&weights).unwrap();
     let err = load(dir.path(), &Device::Cpu).unwrap_err();
     assert!(matches!(err, ModelError::Io { .. }), "{err}");
+    // The OS message is in the text and not also returned as a source, so a printed
+    // error chain states it once.
+    assert!(
+        err.to_string().contains("No such file or directory"),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_none(), "{err}");
 
     // Manifest that is not JSON.
     std::fs::write(dir.path().join("manifest.json"), "{ not json").unwrap();
