@@ -28,7 +28,8 @@ pub struct EvaluationPlan {
 /// One row of the verification table: one system, variable and lead, averaged over
 /// the init times whose valid time lies in the data. Every system is scored on the
 /// same init times: those of the plan from which every system can start (see
-/// [`first_shared_init`]).
+/// [`first_shared_init`]). An init where any system's forecast or the analysis has no
+/// cell to score is left out for all systems, so `n_inits` is equal across systems.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Score {
     pub variable: String,
@@ -42,13 +43,18 @@ pub struct Score {
     pub n_inits: usize,
 }
 
-#[derive(Default)]
-struct Sums {
-    squared_error: f64,
-    acc: f64,
-    acc_count: usize,
-    count: usize,
+/// The score of one system from one init at one lead, for one variable.
+#[derive(Debug, Clone, Copy)]
+struct InitScore {
+    init: usize,
+    /// Latitude-weighted RMSE of this init's forecast.
+    rmse: f64,
+    acc: Option<f64>,
 }
+
+/// Per-init scores of one system, keyed by (lead hours, variable index), in the order
+/// of the plan's init steps.
+type InitScores = BTreeMap<(u32, usize), Vec<InitScore>>;
 
 /// The earliest init step from which every system of a plan can start, and the
 /// system that sets it.
@@ -92,7 +98,8 @@ pub fn first_shared_init(
 }
 
 /// Scores every system of `plan` over the whole grid of its dataset, on the init steps
-/// of the plan from [`first_shared_init`] on.
+/// of the plan from [`first_shared_init`] on. Each variable and lead is scored on the
+/// inits that every system could score there.
 pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, EngineError> {
     let dataset = catalog.find_dataset(&plan.dataset)?;
     for &lead in &plan.lead_hours {
@@ -115,8 +122,16 @@ pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, 
         .filter(|&init| init >= shared.step)
         .collect();
     check_inits_and_leads(dataset, plan, &init_steps, &shared)?;
+    // A system named twice would get two identical rows per variable and lead.
+    let mut systems: Vec<String> = Vec::with_capacity(plan.systems.len());
+    for system in &plan.systems {
+        if !systems.contains(system) {
+            systems.push(system.clone());
+        }
+    }
     let plan = &EvaluationPlan {
         init_steps,
+        systems,
         ..plan.clone()
     };
     let weights = cos_lat_weights(&dataset.grid.lat).map_err(|err| EngineError::CorruptInput {
@@ -124,21 +139,32 @@ pub fn evaluate(catalog: &Catalog, plan: &EvaluationPlan) -> Result<Vec<Score>, 
         message: err.to_string(),
     })?;
     let climatology = catalog.climatology_for(dataset)?;
-    let mut scores = Vec::new();
+    let mut per_system = Vec::with_capacity(plan.systems.len());
     for system in &plan.systems {
         let forecaster = catalog.forecaster(system, dataset)?;
-        let sums = score_system(dataset, &forecaster, plan, &weights, climatology.as_deref())?;
-        for ((lead_hours, var), s) in sums {
-            if s.count == 0 {
+        let init_scores =
+            score_system(dataset, &forecaster, plan, &weights, climatology.as_deref())?;
+        per_system.push((system, init_scores));
+    }
+    let mut scores = Vec::new();
+    for (system, init_scores) in &per_system {
+        for (&(lead_hours, var), inits) in init_scores {
+            let shared: Vec<&InitScore> = inits
+                .iter()
+                .filter(|score| scored_by_all(&per_system, (lead_hours, var), score.init))
+                .collect();
+            if shared.is_empty() {
                 continue;
             }
+            let squared_error: f64 = shared.iter().map(|score| score.rmse * score.rmse).sum();
+            let accs: Vec<f64> = shared.iter().filter_map(|score| score.acc).collect();
             scores.push(Score {
                 variable: dataset.variables[var].name.clone(),
                 lead_hours,
-                system: system.clone(),
-                rmse: (s.squared_error / s.count as f64).sqrt(),
-                acc: (s.acc_count > 0).then(|| s.acc / s.acc_count as f64),
-                n_inits: s.count,
+                system: (*system).clone(),
+                rmse: (squared_error / shared.len() as f64).sqrt(),
+                acc: (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64),
+                n_inits: shared.len(),
             });
         }
     }
@@ -180,18 +206,37 @@ fn check_inits_and_leads(
         .unwrap_or(u32::MAX)
         .saturating_mul(dataset.step_hours);
     if let Some(&lead) = plan.lead_hours.iter().find(|&&lead| lead > max_lead) {
+        let advice = if max_lead == 0 {
+            format!(
+                "from init step {first_init}, the earliest scored, no lead can be verified; \
+                 choose init steps before step {last}"
+            )
+        } else {
+            format!(
+                "from init step {first_init}, the earliest scored, the maximum lead is \
+                 {max_lead} h; use leads up to {max_lead} h or earlier init steps"
+            )
+        };
         return Err(RequestError::new(
             "lead_hours",
             format!(
                 "lead {lead} h has no analysis to verify against: dataset {:?} ends at step \
-                 {last}, so from init step {first_init}, the earliest scored, the maximum \
-                 lead is {max_lead} h; use leads up to {max_lead} h or earlier init steps",
+                 {last}, so {advice}",
                 dataset.name
             ),
         )
         .into());
     }
     Ok(())
+}
+
+/// Returns whether every system scored `init` for this (lead hours, variable) key.
+fn scored_by_all(per_system: &[(&String, InitScores)], key: (u32, usize), init: usize) -> bool {
+    per_system.iter().all(|(_, init_scores)| {
+        init_scores
+            .get(&key)
+            .is_some_and(|inits| inits.iter().any(|score| score.init == init))
+    })
 }
 
 /// Writes init steps as `FIRST-LAST` when they are consecutive, else as a list.
@@ -207,22 +252,23 @@ fn describe_steps(steps: &[usize]) -> String {
     }
 }
 
-/// Rolls `forecaster` out from every init of the plan to the longest lead and
-/// accumulates the scores at each requested lead, keyed by (lead hours, variable).
+/// Rolls `forecaster` out from every init of the plan to the longest lead and scores
+/// each init at each requested lead. An init is left out of a (lead, variable) key
+/// where the forecast or the analysis has no cell to score.
 fn score_system(
     dataset: &Dataset,
     forecaster: &Forecaster,
     plan: &EvaluationPlan,
     weights: &[f64],
     climatology: Option<&Climatology>,
-) -> Result<BTreeMap<(u32, usize), Sums>, EngineError> {
+) -> Result<InitScores, EngineError> {
     let step_hours = dataset.step_hours;
     let max_steps = plan.lead_hours.iter().max().copied().unwrap_or(0) / step_hours;
     let shape = GridShape {
         n_lat: dataset.grid.ny(),
         n_lon: dataset.grid.nx(),
     };
-    let mut sums: BTreeMap<(u32, usize), Sums> = BTreeMap::new();
+    let mut init_scores = InitScores::new();
     for &init in &plan.init_steps {
         if init + 1 < forecaster.history_len() {
             continue;
@@ -245,25 +291,29 @@ fn score_system(
                 for (c, &var) in forecaster.channels().iter().enumerate() {
                     let forecast = masked(next.channel(c), history.never_observed(c));
                     let truth = dataset.field(var, truth_index);
-                    let entry = sums.entry((lead_hours, var)).or_default();
                     let Ok(Some(error)) = rmse(&forecast, truth, shape, weights) else {
                         continue;
                     };
-                    entry.squared_error += error * error;
-                    entry.count += 1;
                     let clim = climatology.map(|c| c.field(var, valid_time));
-                    if let Some(Ok(Some(a))) =
-                        clim.map(|clim| acc(&forecast, truth, clim, shape, weights))
-                    {
-                        entry.acc += a;
-                        entry.acc_count += 1;
-                    }
+                    let anomaly_correlation =
+                        match clim.map(|clim| acc(&forecast, truth, clim, shape, weights)) {
+                            Some(Ok(Some(a))) => Some(a),
+                            _ => None,
+                        };
+                    init_scores
+                        .entry((lead_hours, var))
+                        .or_default()
+                        .push(InitScore {
+                            init,
+                            rmse: error,
+                            acc: anomaly_correlation,
+                        });
                 }
             }
             history.push(next);
         }
     }
-    Ok(sums)
+    Ok(init_scores)
 }
 
 /// Copies the forecast with NaN on cells the dataset never observes, as in the output.

@@ -191,3 +191,84 @@ fn empty_data_root_named() {
         assert!(!text.contains("available: ;"), "{text}");
     }
 }
+
+/// Steps 17 (t, v), 36 (v500) and 37 (v) of storm-1996 are wholly or partly missing,
+/// so persistence cannot score some inits that the model and climatology can. Every
+/// system must still be scored on the same inits.
+#[test]
+fn missing_steps_leave_inits_equal() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec![
+            "storm-cnn".into(),
+            "persistence".into(),
+            "climatology".into(),
+        ],
+        init_steps: (1..64).collect(),
+        lead_hours: vec![6, 24],
+    };
+    let scores = evaluate(&catalog, &plan).unwrap();
+    assert_eq!(scores.len(), 6 * 2 * 3, "{scores:?}");
+
+    for score in &scores {
+        let same_key = scores
+            .iter()
+            .filter(|s| s.variable == score.variable && s.lead_hours == score.lead_hours);
+        for other in same_key {
+            assert_eq!(other.n_inits, score.n_inits, "{other:?} vs {score:?}");
+        }
+    }
+
+    let n_inits = |variable: &str| {
+        scores
+            .iter()
+            .find(|s| s.variable == variable && s.lead_hours == 6)
+            .map(|s| s.n_inits)
+    };
+    // Inits 1-62 reach a 6 h valid time. p and u have no missing step. For t, v and
+    // v500 every system drops the inits that any system could not score.
+    assert_eq!(n_inits("p"), Some(62));
+    assert_eq!(n_inits("u"), Some(62));
+    assert_eq!(n_inits("t"), Some(60));
+    assert_eq!(n_inits("v"), Some(58));
+    assert_eq!(n_inits("v500"), Some(60));
+}
+
+#[test]
+fn duplicate_systems_scored_once() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec![
+            "persistence".into(),
+            "climatology".into(),
+            "persistence".into(),
+        ],
+        init_steps: (44..64).collect(),
+        lead_hours: vec![6],
+    };
+    let scores = evaluate(&catalog, &plan).unwrap();
+    assert_eq!(scores.len(), 6 * 2, "{scores:?}");
+    let persistence_t = scores
+        .iter()
+        .filter(|s| s.variable == "t" && s.system == "persistence")
+        .count();
+    assert_eq!(persistence_t, 1, "{scores:?}");
+}
+
+#[test]
+fn init_at_last_step_rejected() {
+    let catalog = catalog();
+    let plan = EvaluationPlan {
+        dataset: "storm-1996".into(),
+        systems: vec!["persistence".into()],
+        init_steps: vec![63],
+        lead_hours: vec![6],
+    };
+    let text = evaluate(&catalog, &plan).unwrap_err().to_string();
+    assert!(text.contains("from init step 63"), "{text}");
+    assert!(text.contains("no lead can be verified"), "{text}");
+    assert!(text.contains("choose init steps before step 63"), "{text}");
+    assert!(!text.contains("up to 0 h"), "{text}");
+}
