@@ -15,6 +15,7 @@ use chrono::{DateTime, Timelike, Utc};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid cron expression {expression:?}: {message}")]
 pub struct CronError {
+    /// The expression, cut by [`crate::error::shorten`] so that messages stay short.
     pub expression: String,
     pub message: String,
     /// The rule names a time zone (`CRON_TZ=`, `TZ=`), which is not supported.
@@ -39,7 +40,7 @@ impl CycleRule {
     /// Parses a 5-, 6- or 7-field cron expression or an `@` shorthand.
     pub fn parse(expression: &str) -> Result<Self, CronError> {
         let error = |message: String| CronError {
-            expression: expression.to_string(),
+            expression: crate::error::shorten(expression),
             message,
             names_time_zone: false,
         };

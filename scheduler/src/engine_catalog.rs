@@ -48,4 +48,9 @@ impl InputAvailability for EngineCatalog {
             .dataset(dataset)
             .is_some_and(|dataset| dataset.time_index(time).is_some())
     }
+
+    fn time_span(&self, dataset: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let times = &self.catalog.dataset(dataset)?.times;
+        Some((*times.first()?, *times.last()?))
+    }
 }

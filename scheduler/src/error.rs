@@ -6,6 +6,18 @@ use axum::response::{IntoResponse, Response};
 use gridcast_bank::BankError;
 use serde::Serialize;
 
+/// Maximum length, in characters, of a value that an error message repeats in full.
+pub const MAX_ECHOED_CHARS: usize = 64;
+
+/// Cuts `value` to [`MAX_ECHOED_CHARS`] characters, ending with an ellipsis when cut,
+/// so that an error message stays readable whatever the client sent.
+pub fn shorten(value: &str) -> String {
+    match value.char_indices().nth(MAX_ECHOED_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 /// Class of an error, which fixes its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -43,7 +55,7 @@ impl ApiError {
         Self {
             kind: ErrorKind::NotFound,
             code: "not_found",
-            message: format!("schedule {id:?} not found"),
+            message: format!("schedule {:?} not found", shorten(id)),
             field: None,
         }
     }

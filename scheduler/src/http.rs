@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shorten};
 use crate::on_demand::BackfillRequest;
 use crate::scheduler::Scheduler;
 use crate::spec::ScheduleSpec;
@@ -42,7 +43,7 @@ type Shared = State<Arc<Scheduler>>;
 /// Maps a serde error to a 400 naming the field where serde reports one.
 pub(crate) fn json_error(err: serde_json::Error) -> ApiError {
     let message = err.to_string();
-    let field = ["unknown field `", "missing field `"]
+    let field = ["unknown field `", "missing field `", "duplicate field `"]
         .iter()
         .find_map(|prefix| message.split_once(prefix))
         .and_then(|(_, rest)| rest.split('`').next())
@@ -59,6 +60,42 @@ pub(crate) fn json_error(err: serde_json::Error) -> ApiError {
 /// rejection in the `{"error": ...}` shape.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(json_error)
+}
+
+/// The backfill body before its times are parsed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackfill {
+    from: serde_json::Value,
+    to: serde_json::Value,
+}
+
+/// Parses a backfill body. Each time is parsed on its own, so that a bad one is an
+/// `invalid_field` naming `from` or `to` and the accepted forms.
+fn parse_backfill(body: &Bytes) -> Result<BackfillRequest, ApiError> {
+    let raw: RawBackfill = parse(body)?;
+    Ok(BackfillRequest {
+        from: parse_time_field("from", &raw.from)?,
+        to: parse_time_field("to", &raw.to)?,
+    })
+}
+
+fn parse_time_field(field: &str, value: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> {
+    let result = match value.as_str() {
+        Some(text) => gridcast_engine::parse_utc_time(text),
+        None => Err(format!(
+            "expected a time as a string, found {}: use {}",
+            shorten(&value.to_string()),
+            gridcast_engine::TIME_FORMS
+        )),
+    };
+    result.map_err(|reason| {
+        ApiError::invalid(
+            "invalid_field",
+            format!("invalid {field}: {reason}"),
+            Some(field),
+        )
+    })
 }
 
 fn ok<T: Serialize>(status: StatusCode, value: T) -> Response {
@@ -126,7 +163,7 @@ async fn backfill(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: BackfillRequest = parse(&body)?;
+    let request = parse_backfill(&body)?;
     Ok(ok(StatusCode::ACCEPTED, s.backfill(&id, request)?))
 }
 

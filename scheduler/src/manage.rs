@@ -108,8 +108,9 @@ impl Scheduler {
     pub fn replace_schedule(&self, id: &str, spec: ScheduleSpec) -> Result<Accepted, ApiError> {
         if spec.id != id {
             let message = format!(
-                "body id {:?} differs from the path id {id:?}; ids cannot change",
-                spec.id
+                "body id {:?} differs from the path id {:?}; ids cannot change",
+                crate::error::shorten(&spec.id),
+                crate::error::shorten(id)
             );
             return Err(ApiError::invalid("invalid_field", message, Some("id")));
         }

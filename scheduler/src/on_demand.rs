@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::scheduler::{Scheduler, load_schedule};
 use crate::spec::Schedule;
 
-/// Inclusive range of cycle times to backfill.
+/// Inclusive range of cycle times to backfill. The HTTP route reads it field by field
+/// (`http::parse_backfill`), so that a bad time names its field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
@@ -77,8 +78,41 @@ impl Scheduler {
         Ok(cycle)
     }
 
+    /// Rejects cycle times outside the dataset's time axis, whose input never arrives.
+    fn check_time_span(
+        &self,
+        schedule: &Schedule,
+        times: &[DateTime<Utc>],
+    ) -> Result<(), ApiError> {
+        let dataset = &schedule.spec.dataset;
+        let (Some(earliest), Some(latest)) = (times.first(), times.last()) else {
+            return Ok(());
+        };
+        let Some((first, last)) = self.ports.inputs.time_span(dataset) else {
+            let message = format!("dataset {dataset:?} has no analysis times to backfill from");
+            return Err(ApiError::invalid("invalid_range", message, Some("from")));
+        };
+        let field = if *earliest < first {
+            "from"
+        } else if *latest > last {
+            "to"
+        } else {
+            return Ok(());
+        };
+        let message = format!(
+            "the range has cycles from {} to {}, but the data of dataset {dataset:?} runs \
+             from {} to {}; backfill cycles within that span",
+            earliest.to_rfc3339(),
+            latest.to_rfc3339(),
+            first.to_rfc3339(),
+            last.to_rfc3339()
+        );
+        Err(ApiError::invalid("invalid_range", message, Some(field)))
+    }
+
     /// Plans every cycle of the schedule in `from..=to`. Cycles on record are kept, so
-    /// a backfill never doubles a cycle.
+    /// a backfill never doubles a cycle. Cycles outside the dataset's time axis are
+    /// rejected.
     pub fn backfill(
         &self,
         id: &str,
@@ -119,6 +153,7 @@ impl Scheduler {
             );
             return Err(ApiError::invalid("range_too_large", message, Some("to")));
         }
+        self.check_time_span(&schedule, &times)?;
         let cycles: Vec<CycleRecord> = times
             .iter()
             .map(|t| self.new_cycle(id, *t, CycleOrigin::Backfill))

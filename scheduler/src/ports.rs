@@ -81,6 +81,11 @@ impl SchedulerLease for AlwaysHeld {
 /// available, and verification waits for the valid time.
 pub trait InputAvailability: Send + Sync {
     fn has_time(&self, dataset: &str, time: DateTime<Utc>) -> bool;
+
+    /// First and last time of the dataset's time axis, or `None` for an unknown dataset.
+    /// A backfill is rejected when one of its cycles lies outside this span, because
+    /// such a cycle would wait for input until its timeout.
+    fn time_span(&self, dataset: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)>;
 }
 
 /// Availability from explicit lists of times, which can grow while the scheduler runs.
@@ -115,6 +120,13 @@ impl InputAvailability for FixedTimes {
     fn has_time(&self, dataset: &str, time: DateTime<Utc>) -> bool {
         let times = self.times.lock().unwrap_or_else(|p| p.into_inner());
         times.get(dataset).is_some_and(|set| set.contains(&time))
+    }
+
+    /// The span of the times inserted so far; a later [`FixedTimes::insert`] widens it.
+    fn time_span(&self, dataset: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let times = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        let set = times.get(dataset)?;
+        Some((*set.first()?, *set.last()?))
     }
 }
 

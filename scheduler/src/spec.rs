@@ -125,7 +125,7 @@ impl Schedule {
             let message = format!(
                 "time zone {:?} is not supported; cycle rules are evaluated in UTC, so set \
                  timezone = \"UTC\" and convert the hours",
-                spec.timezone
+                crate::error::shorten(&spec.timezone)
             );
             return Err(ApiError::invalid(
                 "unsupported_time_zone",
@@ -195,8 +195,10 @@ fn validate_id(id: &str) -> Result<(), ApiError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if id.is_empty() || id.len() > 64 || !valid_chars {
-        let message =
-            format!("schedule id {id:?} is invalid; use 1 to 64 letters, digits, '-' or '_'");
+        let message = format!(
+            "schedule id {:?} is invalid; use 1 to 64 letters, digits, '-' or '_'",
+            crate::error::shorten(id)
+        );
         return Err(ApiError::invalid("invalid_field", message, Some("id")));
     }
     Ok(())

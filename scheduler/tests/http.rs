@@ -404,14 +404,19 @@ async fn backfill_ranges() {
     )
     .await;
     assert_error(&empty, StatusCode::BAD_REQUEST, "empty_range", Some("from"));
-    let not_json = call(
+    let missing = call(
         &router,
         Method::POST,
         uri,
-        Some("{\"from\": \"yesterday\"}"),
+        Some("{\"from\": \"1996-01-05\"}"),
     )
     .await;
-    assert_error(&not_json, StatusCode::BAD_REQUEST, "invalid_json", None);
+    assert_error(
+        &missing,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        Some("to"),
+    );
     assert_eq!(h.scheduler.bank().cycles("storm", &[]).unwrap().len(), 5);
 
     // The backfilled cycles run once the scheduler ticks.
@@ -440,4 +445,139 @@ async fn skill_and_insights() {
     assert_eq!(insights["bank"]["outcomes_total"], 0);
     assert_eq!(insights["bank"]["patterns_by_kind"]["runtime"], 0);
     assert!(insights["scheduler"]["cycles_missed_total"].is_u64());
+}
+
+#[tokio::test]
+async fn backfill_bad_times_name_field() {
+    let (h, router) = setup();
+    call(
+        &router,
+        Method::POST,
+        "/v1/schedules",
+        Some(&spec_json().to_string()),
+    )
+    .await;
+    let uri = "/v1/schedules/storm/backfill";
+    let cases = [
+        (
+            r#"{"from": "1996-01-18T24:00", "to": "1996-01-19"}"#,
+            "from",
+        ),
+        (r#"{"from": "1996-01-05", "to": "yesterday"}"#, "to"),
+        (r#"{"from": 1, "to": 2}"#, "from"),
+        (r#"{"from": "1996-01-05", "to": null}"#, "to"),
+    ];
+    for (body, field) in cases {
+        let result = call(&router, Method::POST, uri, Some(body)).await;
+        assert_error(
+            &result,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            Some(field),
+        );
+        let message = result.1["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("invalid {field}: ")),
+            "{message}"
+        );
+        assert!(message.contains("1996-01-16T00:00:00Z"), "{message}");
+    }
+
+    let long = format!(r#"{{"from": ["{}"], "to": "1996-01-05"}}"#, "9".repeat(300));
+    let result = call(&router, Method::POST, uri, Some(&long)).await;
+    let message = result.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("[\"{}…", "9".repeat(62))),
+        "{message}"
+    );
+    assert!(!message.contains(&"9".repeat(63)), "{message}");
+
+    assert!(h.scheduler.bank().cycles("storm", &[]).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn backfill_outside_data_is_rejected() {
+    let bank = Arc::new(Bank::open_in_memory().unwrap());
+    // After the end of the data, so that ranges past it are not in the future.
+    let clock = Arc::new(TokioClock::starting_at(
+        storm_1996_start() + chrono::Duration::days(20),
+    ));
+    let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));
+    let h = harness(bank, clock, Arc::new(FakeSubmitter::default()), inputs);
+    let router = routes(h.scheduler.clone());
+    call(
+        &router,
+        Method::POST,
+        "/v1/schedules",
+        Some(&spec_json().to_string()),
+    )
+    .await;
+    let uri = "/v1/schedules/storm/backfill";
+    let cases = [
+        (r#"{"from": "1996-01-04", "to": "1996-01-05"}"#, "from"),
+        (r#"{"from": "1996-01-20T18", "to": "1996-01-22"}"#, "to"),
+        (r#"{"from": "1996-01-21", "to": "1996-01-22"}"#, "to"),
+    ];
+    for (body, field) in cases {
+        let result = call(&router, Method::POST, uri, Some(body)).await;
+        assert_error(
+            &result,
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            Some(field),
+        );
+        let message = result.1["error"]["message"].as_str().unwrap();
+        assert!(message.contains("1996-01-05T00:00:00+00:00"), "{message}");
+        assert!(message.contains("1996-01-20T18:00:00+00:00"), "{message}");
+    }
+    assert!(h.scheduler.bank().cycles("storm", &[]).unwrap().is_empty());
+
+    let edges = r#"{"from": "1996-01-05", "to": "1996-01-05T06"}"#;
+    let (status, accepted) = call(&router, Method::POST, uri, Some(edges)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["cycles"], 2);
+    let last = r#"{"from": "1996-01-20T12", "to": "1996-01-20T18"}"#;
+    let (status, accepted) = call(&router, Method::POST, uri, Some(last)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["cycles"], 2);
+}
+
+#[tokio::test]
+async fn duplicate_key_and_long_id_in_errors() {
+    let (_h, router) = setup();
+    let uri = "/v1/schedules/storm/backfill";
+    call(
+        &router,
+        Method::POST,
+        "/v1/schedules",
+        Some(&spec_json().to_string()),
+    )
+    .await;
+    let body = r#"{"from": "1996-01-05", "to": "1996-01-05", "to": "1996-01-06"}"#;
+    let duplicate = call(&router, Method::POST, uri, Some(body)).await;
+    assert_error(
+        &duplicate,
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        Some("to"),
+    );
+    let trailing = r#"{"from": "1996-01-05", "to": "1996-01-05"} x"#;
+    let trailing = call(&router, Method::POST, uri, Some(trailing)).await;
+    assert_error(&trailing, StatusCode::BAD_REQUEST, "invalid_json", None);
+
+    let long_id = "x".repeat(500);
+    let (status, body) = call(
+        &router,
+        Method::GET,
+        &format!("/v1/schedules/{long_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}…", "x".repeat(64))),
+        "{message}"
+    );
+    assert!(!message.contains(&"x".repeat(65)), "{message}");
 }
