@@ -36,12 +36,22 @@ pub struct Lease {
     pub attempt: u32,
     pub owner: String,
     pub expires_at: DateTime<Utc>,
+    /// The claim took the job over from attempt `attempt - 1`, whose worker stopped
+    /// renewing its lease. `job.error` then has code `lease_expired` and names that
+    /// worker.
+    pub taken_over: bool,
 }
 
 impl Lease {
     pub fn job_id(&self) -> Uuid {
         self.job.id
     }
+}
+
+/// The end of the `lease_expired` message that a takeover claim writes. It
+/// distinguishes a takeover from a claim of a queued job that carries an older error.
+fn takeover_suffix(owner: &str, attempt: u32) -> String {
+    format!("worker {owner} took the job over as attempt {attempt}")
 }
 
 /// Outcome of a heartbeat.
@@ -59,8 +69,9 @@ fn lease_end(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
 
 impl Store {
     /// Claims the queued job with the highest priority (oldest first among equals) whose
-    /// backoff has passed, or a running job whose lease expired. Returns `None` when no
-    /// job is ready.
+    /// backoff has passed, or a running job whose lease expired. A takeover of an
+    /// expired lease records a `lease_expired` error naming the previous worker and sets
+    /// [`Lease::taken_over`]. Returns `None` when no job is ready.
     pub async fn claim(
         &self,
         worker: &WorkerIdentity,
@@ -83,7 +94,13 @@ impl Store {
                 concat!(
                     "UPDATE jobs SET state = 'running', attempts = attempts + 1, steps_done = 0, \
                      lease_owner = $1, lease_expires_at = $2, worker = $1, device = $3, \
-                     started_at = COALESCE(started_at, $4), updated_at = $4 \
+                     started_at = COALESCE(started_at, $4), updated_at = $4, \
+                     error_code = CASE WHEN state = 'running' THEN 'lease_expired' \
+                     ELSE error_code END, \
+                     error_message = CASE WHEN state = 'running' THEN 'worker ' || \
+                     lease_owner || ' stopped renewing its lease during attempt ' || \
+                     attempts || '; worker ' || $1 || ' took the job over as attempt ' || \
+                     (attempts + 1) ELSE error_message END \
                      WHERE seq = (SELECT seq FROM jobs WHERE cancel_requested = 0 AND \
                      ((state = 'queued' AND run_after <= $4) OR \
                      (state = 'running' AND lease_expires_at < $4)) \
@@ -108,10 +125,16 @@ impl Store {
             return Ok(None);
         };
         let job = decode_job(row)?;
+        let suffix = takeover_suffix(&worker.worker, job.attempts);
+        let taken_over = job
+            .error
+            .as_ref()
+            .is_some_and(|error| error.code == "lease_expired" && error.message.ends_with(&suffix));
         Ok(Some(Lease {
             attempt: job.attempts,
             owner: worker.worker.clone(),
             expires_at,
+            taken_over,
             job,
         }))
     }

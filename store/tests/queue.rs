@@ -291,6 +291,15 @@ async fn expired_lease_fences_old_owner(backend: Backend) {
         .expect("expired lease is claimable");
     assert_eq!(second.job_id(), id);
     assert_eq!(second.attempt, 2);
+    assert!(!first.taken_over);
+    assert!(second.taken_over);
+    let error = second.job.error.clone().expect("takeover error");
+    assert_eq!(error.code, "lease_expired");
+    assert_eq!(
+        error.message,
+        "worker a stopped renewing its lease during attempt 1; worker b took the job over \
+         as attempt 2"
+    );
     // The first owner is fenced off.
     let later = t0() + seconds(32);
     assert_eq!(

@@ -1,8 +1,9 @@
 //! One attempt of a job: run, heartbeat, store, commit.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gridcast_engine::{EngineError, RunControl};
@@ -100,6 +101,10 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<AttemptOutcome, StoreError> {
         let scratch = self.scratch_path(lease);
+        let _live = LiveScratch::register(&scratch);
+        if lease.taken_over {
+            self.clean_up_after_takeover(lease);
+        }
         let started = Instant::now();
         let (result, stop) = self.run_with_heartbeats(lease, &scratch, shutdown).await?;
         if let Some(metrics) = &self.metrics {
@@ -135,6 +140,51 @@ impl Worker {
         };
         remove_scratch(&scratch);
         outcome
+    }
+
+    /// Logs a takeover of an expired lease and deletes the scratch files that earlier
+    /// attempts of the job left behind, except those of an attempt still running in
+    /// this process.
+    fn clean_up_after_takeover(&self, lease: &Lease) {
+        let previous = lease.job.error.as_ref().map(|error| error.message.as_str());
+        tracing::warn!(
+            previous_attempt = lease.attempt - 1,
+            previous = previous.unwrap_or_default(),
+            "took over a job whose lease expired"
+        );
+        let prefix = format!("{}-attempt-", lease.job_id());
+        let entries = match std::fs::read_dir(&self.config.scratch_dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                tracing::warn!(dir = %self.config.scratch_dir.display(), error = %err, "listing scratch files failed");
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(attempt) = name
+                .to_str()
+                .and_then(|name| name.strip_prefix(&prefix))
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|number| number.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            if attempt >= lease.attempt || LiveScratch::is_live(&path) {
+                continue;
+            }
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), attempt, "removed scratch file of an earlier attempt")
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "removing scratch file failed")
+                }
+            }
+        }
     }
 
     fn scratch_path(&self, lease: &Lease) -> PathBuf {
@@ -328,4 +378,38 @@ fn remove_scratch(path: &Path) {
             tracing::warn!(path = %path.display(), error = %err, "removing scratch file failed")
         }
     }
+}
+
+/// Scratch paths of the attempts running in this process, so that a takeover keeps
+/// the file of a stale attempt that is still writing it here. Other processes' attempts
+/// are not tracked; a worker that lost its lease fails at its next fenced update anyway.
+static LIVE_SCRATCH: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Registration of an attempt's scratch path in [`LIVE_SCRATCH`], removed on drop.
+struct LiveScratch(PathBuf);
+
+impl LiveScratch {
+    fn register(path: &Path) -> LiveScratch {
+        live_scratch().insert(path.to_path_buf());
+        LiveScratch(path.to_path_buf())
+    }
+
+    /// Tells whether `path` is a running attempt's scratch file or its `.partial` file.
+    fn is_live(path: &Path) -> bool {
+        let live = live_scratch();
+        let base = path.to_str().and_then(|text| text.strip_suffix(".partial"));
+        live.contains(path) || base.is_some_and(|base| live.contains(Path::new(base)))
+    }
+}
+
+impl Drop for LiveScratch {
+    fn drop(&mut self) {
+        live_scratch().remove(&self.0);
+    }
+}
+
+fn live_scratch() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    LIVE_SCRATCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use gridcast_engine::{Catalog, EngineError, RequestLimits, RunControl};
-use gridcast_store::{JobState, NewJob, ResultStore, Store, StoreConfig};
+use gridcast_store::{JobState, NewJob, ResultStore, Store, StoreConfig, WorkerIdentity};
 use gridcast_worker::{
     AttemptOutcome, Clock, EngineRunner, ForecastRunner, RetryPolicy, Worker, WorkerConfig,
 };
@@ -337,6 +337,88 @@ async fn stale_worker_cannot_overwrite() {
         vec![key.clone()]
     );
     assert_eq!(&store.results().get(&key).await.unwrap()[..], b"result");
+}
+
+#[tokio::test]
+async fn takeover_removes_dead_attempt_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let (store, id) = store_with_job(dir.path(), 3, clock.now()).await;
+    // A worker claims the job and dies without cleaning up, as after `kill -9`.
+    let dead = WorkerIdentity {
+        worker: "dead".to_owned(),
+        device: "cpu".to_owned(),
+    };
+    let lease = store
+        .claim(&dead, Duration::from_secs(30), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!lease.taken_over);
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let stale = scratch.join(format!("{id}-attempt-1.nc.partial"));
+    std::fs::write(&stale, b"half a file").unwrap();
+    let other_job = scratch.join(format!("{}-attempt-1.nc.partial", uuid::Uuid::now_v7()));
+    std::fs::write(&other_job, b"another job").unwrap();
+
+    clock.advance(31);
+    let fresh = Worker::new(
+        store.clone(),
+        ScriptedRunner::new(Vec::new()),
+        worker_config(dir.path(), "fresh"),
+    )
+    .with_clock(clock.clone());
+    let outcome = fresh.run_once(&CancellationToken::new()).await.unwrap();
+
+    assert_eq!(outcome, Some(AttemptOutcome::Succeeded));
+    assert!(
+        !stale.exists(),
+        "the dead attempt's scratch file is left behind"
+    );
+    assert!(other_job.exists(), "another job's scratch file was removed");
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.attempts, 2);
+    assert_eq!(job.error, None);
+    let key = ResultStore::result_key(id, 2);
+    assert_eq!(job.result_key.as_deref(), Some(key.as_str()));
+    assert_eq!(&store.results().get(&key).await.unwrap()[..], b"result");
+}
+
+#[tokio::test]
+async fn takeover_claim_records_previous_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let (store, id) = store_with_job(dir.path(), 3, clock.now()).await;
+    let identity = |name: &str| WorkerIdentity {
+        worker: name.to_owned(),
+        device: "cpu".to_owned(),
+    };
+    let lease_for = Duration::from_secs(30);
+    store
+        .claim(&identity("dead"), lease_for, clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(31);
+
+    let lease = store
+        .claim(&identity("next"), lease_for, clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(lease.job_id(), id);
+    assert_eq!(lease.attempt, 2);
+    assert!(lease.taken_over);
+    let error = lease.job.error.unwrap();
+    assert_eq!(error.code, "lease_expired");
+    assert_eq!(
+        error.message,
+        "worker dead stopped renewing its lease during attempt 1; worker next took the \
+         job over as attempt 2"
+    );
 }
 
 async fn wait_for_steps(store: &Store, id: uuid::Uuid, steps: u32) {
