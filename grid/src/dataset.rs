@@ -272,11 +272,15 @@ fn take_variable(
         .iter()
         .find(|v| v.name == var.netcdf_variable)
         .ok_or_else(|| {
-            let names: Vec<&str> = file.variables.iter().map(|v| v.name.as_str()).collect();
+            let names: Vec<String> = file
+                .variables
+                .iter()
+                .map(|v| format!("`{}`", v.name))
+                .collect();
             GridError::variable(
                 path,
                 &var.netcdf_variable,
-                format!("not found among the gridded variables {names:?}"),
+                format!("not found among the gridded variables {}", names.join(", ")),
             )
         })?;
     let time_ok = found.has_time && found.dimensions.first().map(String::as_str) == Some(time_dim);
@@ -285,8 +289,8 @@ fn take_variable(
             path,
             &found.name,
             format!(
-                "has dimensions {:?}; a dataset variable needs ({time_dim}, lat, lon)",
-                found.dimensions
+                "has dimensions ({}); a dataset variable needs ({time_dim}, lat, lon)",
+                found.dimensions.join(", ")
             ),
         ));
     }

@@ -106,7 +106,8 @@ pub enum GridError {
     #[error("cannot write {path}: {detail}")]
     Write { path: PathBuf, detail: String },
 
-    #[error("unrecognised file format of {path}: {detail}")]
+    /// A file whose magic bytes are not those of a supported format.
+    #[error("{path}: unsupported file format: {detail}")]
     UnknownFormat { path: PathBuf, detail: String },
 }
 

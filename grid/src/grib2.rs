@@ -270,7 +270,11 @@ fn decode_field<R>(
 
     // The grib crate 0.20.2 trusts the Section 5 counts and can allocate far more
     // memory than the grid needs on corrupt ones, so they are checked first.
-    counts::check_declared_counts(&sections, ni * nj).map_err(fail)?;
+    counts::check_declared_counts(&sections, ni * nj).map_err(|detail| {
+        fail(format!(
+            "{detail}; the message is corrupt, so fetch the file again"
+        ))
+    })?;
     let decoder =
         grib::Grib2SubmessageDecoder::new(ni * nj, sections.sect5, sections.sect6, sections.sect7)
             .map_err(|e| fail(format!("cannot set up decoding: {e}")))?;

@@ -262,6 +262,17 @@ impl Grid {
         let west = first + (region.west - first + tol).rem_euclid(360.0) - tol;
         let east = west + region_width(region);
         if east > last + tol {
+            if region.west > region.east {
+                return Err(self.outside(
+                    region,
+                    &format!(
+                        "west {} is greater than east {}, which means a region that \
+                         crosses the antimeridian, and this regional grid does not wrap \
+                         around it; swap west and east to select the region between them",
+                        region.west, region.east
+                    ),
+                ));
+            }
             return Err(self.outside(
                 region,
                 "west and east must lie inside the domain of this regional grid",
@@ -333,13 +344,7 @@ impl Reorder {
     /// value lies in [-180, 180).
     pub fn new(lat: &[f64], lon: &[f64], lon_major: bool) -> Result<Reorder, GridError> {
         let lat_src = monotonic_order(lat, "latitude")?;
-        if lat.iter().any(|y| y.abs() > 90.0 + COORD_TOLERANCE_DEG) {
-            return Err(GridError::Coordinates(format!(
-                "latitude values must be within -90..=90 degrees, found {:?}..{:?}",
-                lat.first(),
-                lat.last()
-            )));
-        }
+        check_latitude_range(lat).map_err(GridError::Coordinates)?;
         let lon_asc = monotonic_order(lon, "longitude")?;
         check_even_spacing(lon, &lon_asc)?;
         let lon_src = rotate_longitudes(lon, lon_asc);
@@ -369,6 +374,37 @@ impl Reorder {
                 out.push(src[index]);
             }
         }
+    }
+}
+
+/// Rejects latitudes outside -90..90 degrees (with the coordinate tolerance), which only
+/// a corrupt file stores. The message gives the axis range and advises fetching the file
+/// again, and callers add the file name.
+pub(crate) fn check_latitude_range(lat: &[f64]) -> Result<(), String> {
+    if lat.iter().all(|y| y.abs() <= 90.0 + COORD_TOLERANCE_DEG) {
+        return Ok(());
+    }
+    let min = lat.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = lat.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Err(format!(
+        "latitude values must be within -90 to 90 degrees, but the latitude axis runs \
+         from {} to {}; fetch or copy the file again",
+        format_number(min),
+        format_number(max)
+    ))
+}
+
+/// Formats a number for a message: values from 1e-4 to 1e6 in magnitude rounded to
+/// 1e-6 (so f32 coordinates read as written), others in exponent form such as 1e30.
+pub(crate) fn format_number(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || (1e-4..1e6).contains(&magnitude) {
+        format!("{}", (value * 1e6).round() / 1e6)
+    } else if magnitude.is_finite() && magnitude < f64::from(f32::MAX) {
+        // Through f32, so a value stored as f32 prints as 1e30, not 1.0000000150474662e30.
+        format!("{:e}", value as f32)
+    } else {
+        format!("{value:e}")
     }
 }
 
@@ -488,6 +524,16 @@ mod tests {
     }
 
     #[test]
+    fn latitude_out_of_range_message() {
+        let lat = [20.0, 21.25, f64::from(1e30_f32)];
+        let err = Reorder::new(&lat, &[0.0, 1.0], false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("runs from 20 to 1e30"), "{text}");
+        assert!(text.contains("fetch or copy the file again"), "{text}");
+        assert!(!text.contains("Some("), "{text}");
+    }
+
+    #[test]
     fn uneven_longitude_rejected() {
         let err = Reorder::new(&[0.0, 1.0], &[0.0, 1.0, 3.0], false).unwrap_err();
         assert!(err.to_string().contains("evenly spaced"), "{err}");
@@ -533,6 +579,19 @@ mod tests {
         };
         let err = g.region_indices(&straddle).unwrap_err();
         assert!(err.to_string().contains("lon -140..-52.5"), "{err}");
+        let reversed = Region {
+            west: -80.0,
+            east: -120.0,
+            ..inside
+        };
+        let text = g.region_indices(&reversed).unwrap_err().to_string();
+        assert!(
+            text.contains("west -80 is greater than east -120"),
+            "{text}"
+        );
+        assert!(text.contains("crosses the antimeridian"), "{text}");
+        assert!(text.contains("swap west and east"), "{text}");
+        assert!(!text.contains("must lie inside the domain"), "{text}");
         let north = Region {
             north: 70.0,
             ..inside

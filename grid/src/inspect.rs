@@ -15,31 +15,75 @@ pub enum FileFormat {
     Grib2,
 }
 
+/// The format that the magic bytes of a file indicate.
+enum Magic {
+    Supported(FileFormat),
+    /// A known format that the readers do not support, with what to convert it to.
+    Unsupported(String),
+    /// Neither a supported nor a known unsupported format.
+    Unknown,
+}
+
+/// Classifies a file by its magic bytes: `CDF\x01` or `CDF\x02` for netCDF-3, `GRIB`
+/// with edition 2 in byte 8 for GRIB2. [`detect_format`] and the netCDF-3 reader share
+/// it, so that `inspect` and a dataset report an unsupported file the same way.
+fn classify_magic(head: &[u8]) -> Magic {
+    match head {
+        [b'C', b'D', b'F', 1 | 2, ..] => Magic::Supported(FileFormat::Netcdf3),
+        [b'C', b'D', b'F', 5, ..] => Magic::Unsupported(
+            "netCDF-3 64-bit data (CDF-5) is not supported; convert it with \
+             `nccopy -k classic` or `nccopy -k 64-bit-offset`"
+                .to_owned(),
+        ),
+        [0x89, b'H', b'D', b'F', ..] => Magic::Unsupported(
+            "netCDF-4/HDF5 is not supported; convert it with `nccopy -k classic`".to_owned(),
+        ),
+        [b'G', b'R', b'I', b'B', _, _, _, 2, ..] => Magic::Supported(FileFormat::Grib2),
+        [b'G', b'R', b'I', b'B', _, _, _, edition, ..] => Magic::Unsupported(format!(
+            "GRIB edition {edition} is not supported; convert it with ecCodes \
+             `grib_set -s edition=2`"
+        )),
+        _ => Magic::Unknown,
+    }
+}
+
 /// Detects the format from the magic bytes: `CDF\x01` or `CDF\x02` for netCDF-3,
 /// `GRIB` with edition 2 in byte 8 for GRIB2.
 pub fn detect_format(path: &Path, head: &[u8]) -> Result<FileFormat, GridError> {
-    let fail = |detail: &str| GridError::UnknownFormat {
-        path: path.to_owned(),
-        detail: detail.to_owned(),
+    let detail = match classify_magic(head) {
+        Magic::Supported(format) => return Ok(format),
+        Magic::Unsupported(detail) => detail,
+        Magic::Unknown => "neither netCDF-3 nor GRIB2 (supported: netCDF-3 classic or \
+             64-bit offset, GRIB2); the file is corrupt or in another format, so fetch or \
+             copy it again or convert it to one of these"
+            .to_owned(),
     };
-    match head {
-        [b'C', b'D', b'F', 1 | 2, ..] => Ok(FileFormat::Netcdf3),
-        [b'C', b'D', b'F', 5, ..] => Err(fail(
-            "netCDF-3 64-bit data (CDF-5) is not supported; convert with \
-             `nccopy -k classic` or `nccopy -k 64-bit-offset`",
-        )),
-        [0x89, b'H', b'D', b'F', ..] => Err(fail(
-            "netCDF-4/HDF5 is not supported; convert with `nccopy -k classic`",
-        )),
-        [b'G', b'R', b'I', b'B', _, _, _, 2, ..] => Ok(FileFormat::Grib2),
-        [b'G', b'R', b'I', b'B', _, _, _, edition, ..] => Err(fail(&format!(
-            "GRIB edition {edition} is not supported; convert with ecCodes \
-             `grib_set -s edition=2`"
-        ))),
-        _ => Err(fail(
-            "neither netCDF-3 nor GRIB2; supported: netCDF-3 classic or 64-bit offset, GRIB2",
-        )),
-    }
+    Err(GridError::UnknownFormat {
+        path: path.to_owned(),
+        detail,
+    })
+}
+
+/// Checks that a file expected to be netCDF-3 starts with a netCDF-3 magic number.
+/// Files of at most 3 bytes pass, so that the header walk reports them as truncated.
+pub(crate) fn check_netcdf3_magic(path: &Path, head: &[u8]) -> Result<(), GridError> {
+    let detail = match classify_magic(head) {
+        Magic::Supported(FileFormat::Netcdf3) => return Ok(()),
+        _ if head.len() < 4 => return Ok(()),
+        Magic::Unsupported(detail) => detail,
+        Magic::Supported(FileFormat::Grib2) => "it is a GRIB2 file, but only netCDF-3 \
+             (classic or 64-bit offset) is read here; convert it to netCDF-3 or name \
+             another file"
+            .to_owned(),
+        Magic::Unknown => "not a netCDF-3 file (it does not start with `CDF\\x01` or \
+             `CDF\\x02`); the file is corrupt or in another format, so fetch or copy it \
+             again, or convert it to netCDF-3 classic"
+            .to_owned(),
+    };
+    Err(GridError::UnknownFormat {
+        path: path.to_owned(),
+        detail,
+    })
 }
 
 /// Summarises the variables, units, grid, time axis and missing values of a file.

@@ -12,7 +12,8 @@ use netcdf3::{DataSet, DataType, DataVector, FileReader};
 
 use crate::GridError;
 use crate::cf::{Packing, TimeUnits};
-use crate::grid::{Grid, Reorder};
+use crate::grid::{Grid, Reorder, check_latitude_range};
+use crate::inspect::check_netcdf3_magic;
 use crate::netcdf_header::{HeaderCheck, check_header};
 
 /// Name given to in-memory input in error messages.
@@ -149,6 +150,7 @@ fn check_file_header(path: &Path, file_len: u64) -> Result<(), GridError> {
     file.take(PREFIX)
         .read_to_end(&mut prefix)
         .map_err(|e| GridError::io(path, e))?;
+    check_netcdf3_magic(path, &prefix)?;
     let mut check = check_header(&prefix, prefix.len() as u64 == file_len);
     if check == HeaderCheck::NeedMore {
         let whole = std::fs::read(path).map_err(|e| GridError::io(path, e))?;
@@ -180,7 +182,7 @@ fn header_result(path: &Path, check: HeaderCheck, file_len: u64) -> Result<(), G
         }),
         HeaderCheck::Invalid(detail) => Err(GridError::Corrupt {
             path: path.to_owned(),
-            detail: format!("invalid netCDF-3 header: {detail}"),
+            detail: format!("invalid netCDF-3 header: {detail}; fetch or copy the file again"),
         }),
     }
 }
@@ -188,6 +190,7 @@ fn header_result(path: &Path, check: HeaderCheck, file_len: u64) -> Result<(), G
 /// Reads a netCDF-3 file from memory; errors name the path `<bytes>`.
 pub fn netcdf_from_bytes(bytes: &[u8]) -> Result<NetcdfFile, GridError> {
     let file_len = bytes.len() as u64;
+    check_netcdf3_magic(Path::new(BYTES_PATH), bytes)?;
     header_result(Path::new(BYTES_PATH), check_header(bytes, true), file_len)?;
     decode(Path::new(BYTES_PATH), bytes.len() as u64, || {
         let cursor = std::io::Cursor::new(bytes.to_vec());
@@ -219,6 +222,10 @@ fn decode(
     };
     let lat = ctx.read_numeric(&ds, &lat_dim)?;
     let lon = ctx.read_numeric(&ds, &lon_dim)?;
+    check_latitude_range(&lat).map_err(|detail| GridError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    })?;
     let reorder = Reorder::new(&lat, &lon, false).map_err(|e| GridError::UnsupportedGrid {
         path: path.to_owned(),
         detail: e.to_string(),
@@ -348,8 +355,9 @@ impl Layout {
                     path,
                     var.name(),
                     format!(
-                        "dimensions {dims:?} have more than two leading dimensions; \
-                         supported: [time,] [member,] lat, lon"
+                        "dimensions ({}) have more than two leading dimensions; \
+                         supported: [time,] [member,] lat, lon",
+                        dims.join(", ")
                     ),
                 )
             })?;
@@ -428,9 +436,9 @@ impl Reader<'_> {
                 self.path,
                 name,
                 format!(
-                    "dimensions {:?} need more bytes than the whole file ({} bytes); \
+                    "dimensions ({}) need more bytes than the whole file ({} bytes); \
                      the file is truncated or its header is corrupt",
-                    var.dim_names(),
+                    var.dim_names().join(", "),
                     self.file_len
                 ),
             ));

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
-use gridcast_grid::{GribField, GridError, grib2_from_bytes, read_grib2};
+use gridcast_grid::{GribField, GridError, MAX_PLAUSIBLE_MAGNITUDE, grib2_from_bytes, read_grib2};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -427,6 +427,10 @@ fn inconsistent_section5_counts_rejected() {
         );
         let text = err.to_string();
         assert!(text.contains(expected), "octet {octet}: {text}");
+        assert!(
+            text.contains("the message is corrupt, so fetch the file again"),
+            "octet {octet}: {text}"
+        );
     }
 }
 

@@ -539,3 +539,88 @@ fn huge_dimension_count_rejected() {
     assert!(matches!(err, GridError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("dimension id count"), "{err}");
 }
+
+/// Copies the storm-1996 dataset into `dir`, with `edit` applied to `Tstorm.cdf`.
+fn storm_copy_with_edited_t(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let storm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/storm-1996");
+    for entry in std::fs::read_dir(&storm).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut bytes = storm_bytes();
+    edit(&mut bytes);
+    std::fs::write(dir.join("Tstorm.cdf"), bytes).unwrap();
+}
+
+#[test]
+fn storm_latitude_out_of_range_named() {
+    let dir = tempfile::tempdir().unwrap();
+    storm_copy_with_edited_t(dir.path(), |bytes| {
+        let lat: Vec<u8> = (0..33)
+            .flat_map(|j| (20.0 + 1.25 * j as f32).to_be_bytes())
+            .collect();
+        let start = bytes
+            .windows(lat.len())
+            .position(|w| w == lat.as_slice())
+            .expect("the storm file stores lat 20..60 as f32");
+        let last = start + lat.len() - 4;
+        bytes[last..last + 4].copy_from_slice(&1e30_f32.to_be_bytes());
+    });
+
+    let err = Dataset::open(dir.path()).unwrap_err();
+    assert!(matches!(err, GridError::Corrupt { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("Tstorm.cdf is corrupt"), "{text}");
+    assert!(text.contains("runs from 20 to 1e30"), "{text}");
+    assert!(text.contains("fetch or copy the file again"), "{text}");
+    assert!(!text.contains("Some("), "{text}");
+}
+
+/// A file that is not netCDF-3 gets the same diagnosis from a dataset as from
+/// `inspect`, with what to do.
+#[test]
+fn storm_file_in_other_format_named() {
+    let cases: [(&[u8], &[&str]); 4] = [
+        (b"CDF\x05", &["CDF-5", "nccopy -k classic"]),
+        (
+            b"\x89HDF\r\n\x1a\n",
+            &["netCDF-4/HDF5", "nccopy -k classic"],
+        ),
+        (
+            b"XDF\x01",
+            &[
+                "not a netCDF-3 file",
+                "fetch or copy it again",
+                "convert it",
+            ],
+        ),
+        (
+            b"\x13\x37\xbe\xef\x00\x42",
+            &[
+                "not a netCDF-3 file",
+                "fetch or copy it again",
+                "convert it",
+            ],
+        ),
+    ];
+    for (magic, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        storm_copy_with_edited_t(dir.path(), |bytes| {
+            bytes[..magic.len()].copy_from_slice(magic);
+        });
+        let err = Dataset::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, GridError::UnknownFormat { .. }),
+            "{magic:?}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("Tstorm.cdf"), "{text}");
+        for phrase in expected {
+            assert!(text.contains(phrase), "{magic:?}: {text}");
+        }
+        let from_bytes = netcdf_from_bytes(&std::fs::read(dir.path().join("Tstorm.cdf")).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(from_bytes.contains(expected[0]), "{from_bytes}");
+    }
+}

@@ -45,7 +45,7 @@ pub(super) fn check_declared_counts(
     if data_points != expected {
         return Err(format!(
             "Section 5 declares {data_points} data points (octets 6-9), but the field has \
-             {expected} {meaning}; the two must be equal"
+             {expected} {meaning}, and the two must be equal"
         ));
     }
 
@@ -185,8 +185,7 @@ fn check_complex_packing(
         if total_length > data_points as u64 {
             return Err(format!(
                 "group lengths add up to more than the {data_points} data points of \
-                 Section 5 at group {} of {groups} (length {length}); the two must be \
-                 equal",
+                 Section 5 at group {} of {groups} (length {length})",
                 group + 1
             ));
         }
@@ -196,7 +195,7 @@ fn check_complex_packing(
     if total_length != data_points as u64 {
         return Err(format!(
             "group lengths add up to {total_length}, but Section 5 declares \
-             {data_points} data points; the two must be equal"
+             {data_points} data points, and the two must be equal"
         ));
     }
     let value_octets = value_bits.div_ceil(8);
