@@ -90,6 +90,13 @@ impl History {
             )
             .into());
         }
+        for t in init + 1 - len..=init {
+            for &var in channels {
+                dataset
+                    .check_step(var, t)
+                    .map_err(|err| corrupt_input(dataset, var, err))?;
+            }
+        }
         let states = (init + 1 - len..=init)
             .map(|t| State::from_dataset(dataset, channels, t))
             .collect();
@@ -125,6 +132,20 @@ impl History {
         while self.states.len() > self.len {
             self.states.pop_front();
         }
+    }
+}
+
+/// Maps a corrupt step of variable `var` to the engine's non-retryable input error.
+fn corrupt_input(dataset: &Dataset, var: usize, err: gridcast_grid::GridError) -> EngineError {
+    match err {
+        gridcast_grid::GridError::Corrupt { path, detail } => EngineError::CorruptInput {
+            path,
+            message: detail,
+        },
+        other => EngineError::CorruptInput {
+            path: dataset.variables[var].path.clone(),
+            message: other.to_string(),
+        },
     }
 }
 

@@ -284,3 +284,62 @@ fn io_error_chain_states_os_message_once() {
     assert_eq!(text.matches(&os_message).count(), 1, "{text}");
     assert!(text.contains("dataset.toml"), "{text}");
 }
+
+/// Writes a copy of storm-1996 under `root` whose `t` has `value` in the first cell of
+/// step `step`, located by the reader's first 16 values of that step (fill -9999
+/// where missing), which the file stores in the same order.
+fn storm_copy_with_t_value(root: &Path, step: usize, value: f32) {
+    let source = repo().join("data/storm-1996");
+    let target = root.join("storm-1996");
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut bytes = std::fs::read(source.join("Tstorm.cdf")).unwrap();
+    let file = gridcast_grid::netcdf_from_bytes(&bytes).unwrap();
+    let t = file.variables.iter().find(|v| v.name == "t").unwrap();
+    let start = step * file.grid.ny() * file.grid.nx();
+    let stored: Vec<u8> = t.data[start..start + 16]
+        .iter()
+        .map(|v| if v.is_nan() { -9999.0_f32 } else { *v })
+        .flat_map(f32::to_be_bytes)
+        .collect();
+    let offset = bytes
+        .windows(stored.len())
+        .position(|w| w == stored.as_slice())
+        .expect("the first 16 values of the step are stored in order");
+    bytes[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+    std::fs::write(target.join("Tstorm.cdf"), bytes).unwrap();
+}
+
+/// An infinite or absurdly large input value is corrupt input, which no retry fixes,
+/// not a model failure. Step 44 is the init 1996-01-16 00Z.
+#[test]
+fn implausible_input_value_is_corrupt_input() {
+    for value in [f32::INFINITY, 3e38] {
+        let data_root = tempfile::tempdir().unwrap();
+        storm_copy_with_t_value(data_root.path(), 44, value);
+        let catalog = Catalog::open(data_root.path(), &repo().join("models")).unwrap();
+        for model in ["storm-cnn", "persistence"] {
+            let validated = catalog
+                .validate(
+                    &request(model, "1996-01-16T00:00:00Z", 6),
+                    &RequestLimits::default(),
+                )
+                .unwrap();
+            let out = data_root.path().join("forecast.nc");
+            let err = run_forecast(&catalog, &validated, &out, &RunControl::none()).unwrap_err();
+            assert!(
+                matches!(err, EngineError::CorruptInput { .. }),
+                "{model}, {value}: {err:?}"
+            );
+            assert!(!err.is_retryable(), "{model}, {value}");
+            let text = err.to_string();
+            assert!(text.contains("Tstorm.cdf"), "{text}");
+            assert!(text.contains("variable `t` at time step 44"), "{text}");
+            assert!(text.contains("fetch or copy the file again"), "{text}");
+            assert!(!out.exists(), "{model}, {value}");
+        }
+    }
+}

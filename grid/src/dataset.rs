@@ -52,6 +52,12 @@ pub struct VariableDescriptor {
     pub long_name: String,
 }
 
+/// Largest magnitude that [`Dataset::open`] accepts as a data value. It lies far above
+/// any physical value that a weather dataset stores in SI units (sea-level pressure is
+/// about 1e5 Pa, a year of accumulated solar radiation about 6e9 J/m2), so a larger or
+/// infinite value is treated as corrupt.
+pub const MAX_PLAUSIBLE_MAGNITUDE: f32 = 1e12;
+
 /// One variable of a [`Dataset`], `[time][lat][lon]` row-major, NaN where missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variable {
@@ -59,6 +65,22 @@ pub struct Variable {
     pub units: String,
     pub long_name: String,
     pub data: Vec<f32>,
+    /// The netCDF file that stores the variable.
+    pub path: PathBuf,
+    /// Time steps with corrupt values (infinite or of magnitude above
+    /// [`MAX_PLAUSIBLE_MAGNITUDE`]), in time order. `data` contains NaN in their place.
+    pub corrupt_steps: Vec<CorruptStep>,
+}
+
+/// Corrupt values of one variable at one time step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CorruptStep {
+    /// Time index.
+    pub time: usize,
+    /// Number of corrupt cells.
+    pub cells: usize,
+    /// The first corrupt value, in grid order.
+    pub first_value: f32,
 }
 
 /// A gridded dataset in memory, in canonical order (see the crate docs).
@@ -162,6 +184,10 @@ impl Dataset {
     /// `step_hours` apart. `sha256` hashes the descriptor and then each distinct variable
     /// file in descriptor order. Each entry is framed as the file name, a NUL byte, the
     /// length as a little-endian u64 and the bytes.
+    ///
+    /// Infinite values and values of magnitude above [`MAX_PLAUSIBLE_MAGNITUDE`] become
+    /// NaN and are listed in [`Variable::corrupt_steps`], so that a forecast from such a
+    /// step fails through [`Dataset::check_step`] while other steps stay usable.
     pub fn open(dir: &Path) -> Result<Dataset, GridError> {
         let descriptor = Descriptor::load(dir)?;
         let mut hasher = Sha256::new();
@@ -178,7 +204,9 @@ impl Dataset {
                 hashed.push(&var.file);
             }
             let file = read_netcdf(&path)?;
-            let data = take_variable(&path, &file, var, &descriptor.time.variable)?;
+            let mut data = take_variable(&path, &file, var, &descriptor.time.variable)?;
+            let corrupt_steps = mask_corrupt_values(&mut data, file.grid.ny() * file.grid.nx());
+            let variable_path = path.clone();
             match &reference {
                 None => {
                     times = file_times(&path, &file, &descriptor)?;
@@ -207,6 +235,8 @@ impl Dataset {
                 units: var.units.clone(),
                 long_name: var.long_name.clone(),
                 data,
+                path: variable_path,
+                corrupt_steps,
             });
         }
         let grid = reference.map(|(_, f, _)| f.grid).unwrap_or(Grid {
@@ -241,10 +271,67 @@ impl Dataset {
         &self.variables[var].data[time * cells..(time + 1) * cells]
     }
 
+    /// Checks that variable `var` has no corrupt values at time index `time`. The error
+    /// names the file, variable and step, and how to repair the file.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `var` is out of range.
+    pub fn check_step(&self, var: usize, time: usize) -> Result<(), GridError> {
+        let variable = &self.variables[var];
+        let Some(corrupt) = variable.corrupt_steps.iter().find(|c| c.time == time) else {
+            return Ok(());
+        };
+        let when = self
+            .times
+            .get(time)
+            .map(|t| format!(" ({})", t.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        Err(GridError::Corrupt {
+            path: variable.path.clone(),
+            detail: format!(
+                "variable `{}` at time step {time}{when} has {} value(s) that are infinite \
+                 or of magnitude above {MAX_PLAUSIBLE_MAGNITUDE:e}, the first {}; fetch or \
+                 copy the file again, or set those cells to the variable's _FillValue to \
+                 mark them missing",
+                variable.name,
+                corrupt.cells,
+                format_args!("{:e}", corrupt.first_value)
+            ),
+        })
+    }
+
     /// Index of time `t` on the time axis, if present.
     pub fn time_index(&self, t: DateTime<Utc>) -> Option<usize> {
         self.times.binary_search(&t).ok()
     }
+}
+
+/// Replaces infinite values and values of magnitude above [`MAX_PLAUSIBLE_MAGNITUDE`]
+/// by NaN, and lists the time steps (of `cells` values each) where that happened.
+/// NaN is left alone, because the reader already turned missing values into NaN.
+fn mask_corrupt_values(data: &mut [f32], cells: usize) -> Vec<CorruptStep> {
+    let mut corrupt_steps = Vec::new();
+    if cells == 0 {
+        return corrupt_steps;
+    }
+    for (time, field) in data.chunks_mut(cells).enumerate() {
+        let mut step: Option<CorruptStep> = None;
+        for value in field.iter_mut() {
+            if value.is_nan() || value.abs() <= MAX_PLAUSIBLE_MAGNITUDE {
+                continue;
+            }
+            let entry = step.get_or_insert(CorruptStep {
+                time,
+                cells: 0,
+                first_value: *value,
+            });
+            entry.cells += 1;
+            *value = f32::NAN;
+        }
+        corrupt_steps.extend(step);
+    }
+    corrupt_steps
 }
 
 fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<(), GridError> {

@@ -33,7 +33,8 @@ mod writer;
 
 pub use cf::{Packing, TimeUnits};
 pub use dataset::{
-    DESCRIPTOR_FILE, Dataset, Descriptor, TimeDescriptor, Variable, VariableDescriptor,
+    CorruptStep, DESCRIPTOR_FILE, Dataset, Descriptor, MAX_PLAUSIBLE_MAGNITUDE, TimeDescriptor,
+    Variable, VariableDescriptor,
 };
 pub use error::GridError;
 pub use grib2::{GribField, Level, Parameter, grib2_from_bytes, read_grib2};

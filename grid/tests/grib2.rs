@@ -454,3 +454,27 @@ fn invalid_spatial_differencing_rejected() {
         assert!(text.contains(expected), "octet {octet} = {value}: {text}");
     }
 }
+
+/// Datasets treat values of magnitude above `MAX_PLAUSIBLE_MAGNITUDE` as corrupt; the
+/// shipped GRIB2 files, geopotential included, stay far below it.
+#[test]
+fn shipped_values_within_plausible_bound() {
+    for name in [
+        "era5-levels-members.grib2",
+        "gfs.t12z.pgrbf120.2p5deg.grib2",
+    ] {
+        let fields = read_grib2(&data(name)).unwrap();
+        for field in &fields {
+            let largest = field
+                .data
+                .iter()
+                .filter(|v| !v.is_nan())
+                .fold(0.0_f32, |max, v| max.max(v.abs()));
+            assert!(
+                largest < MAX_PLAUSIBLE_MAGNITUDE / 1e4,
+                "{name} message {}: {largest}",
+                field.message
+            );
+        }
+    }
+}

@@ -624,3 +624,53 @@ fn storm_file_in_other_format_named() {
         assert!(from_bytes.contains(expected[0]), "{from_bytes}");
     }
 }
+
+/// Overwrites the first cell of step `step` of `t` in a copy of `Tstorm.cdf`. The file
+/// stores `t` south to north and west to east, as the reader returns it, so the
+/// reader's first 16 values of the step (fill -9999 where missing) locate it.
+fn set_storm_t_value(bytes: &mut [u8], step: usize, value: f32) {
+    let file = netcdf_from_bytes(bytes).unwrap();
+    let t = file.variables.iter().find(|v| v.name == "t").unwrap();
+    let start = step * file.grid.ny() * file.grid.nx();
+    let stored: Vec<u8> = t.data[start..start + 16]
+        .iter()
+        .map(|v| if v.is_nan() { -9999.0_f32 } else { *v })
+        .flat_map(f32::to_be_bytes)
+        .collect();
+    let offset = bytes
+        .windows(stored.len())
+        .position(|w| w == stored.as_slice())
+        .expect("the first 16 values of the step are stored in order");
+    bytes[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+#[test]
+fn storm_implausible_values_marked_corrupt() {
+    for value in [f32::INFINITY, f32::NEG_INFINITY, 3e38] {
+        let dir = tempfile::tempdir().unwrap();
+        storm_copy_with_edited_t(dir.path(), |bytes| set_storm_t_value(bytes, 44, value));
+
+        let dataset = Dataset::open(dir.path()).unwrap();
+        let t = dataset
+            .variables
+            .iter()
+            .position(|v| v.name == "t")
+            .unwrap();
+        let corrupt = &dataset.variables[t].corrupt_steps;
+        assert_eq!(corrupt.len(), 1, "{value}: {corrupt:?}");
+        assert_eq!(corrupt[0].time, 44, "{value}");
+        assert_eq!(corrupt[0].cells, 1, "{value}");
+        assert_eq!(corrupt[0].first_value, value);
+        assert!(dataset.field(t, 44)[0].is_nan(), "{value}");
+        assert!(dataset.check_step(t, 43).is_ok(), "{value}");
+
+        let err = dataset.check_step(t, 44).unwrap_err();
+        assert!(matches!(err, GridError::Corrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("Tstorm.cdf is corrupt"), "{text}");
+        assert!(text.contains("variable `t` at time step 44"), "{text}");
+        assert!(text.contains("1996-01-16 00:00 UTC"), "{text}");
+        assert!(text.contains(&format!("the first {value:e}")), "{text}");
+        assert!(text.contains("fetch or copy the file again"), "{text}");
+    }
+}

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
-use gridcast_grid::{Dataset, GridError, Region};
+use gridcast_grid::{Dataset, GridError, MAX_PLAUSIBLE_MAGNITUDE, Region};
 
 fn storm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/storm-1996")
@@ -217,4 +217,28 @@ fn storm_region_between_columns_named() {
         .unwrap_err()
         .to_string();
     assert!(text.contains("column 15 at lon -102.5"), "{text}");
+}
+
+/// The bound on plausible values must never reject shipped data.
+#[test]
+fn storm_values_within_plausible_bound() {
+    let dataset = open();
+    for variable in &dataset.variables {
+        assert!(
+            variable.corrupt_steps.is_empty(),
+            "{}: {:?}",
+            variable.name,
+            variable.corrupt_steps
+        );
+        let largest = variable
+            .data
+            .iter()
+            .filter(|v| !v.is_nan())
+            .fold(0.0_f32, |max, v| max.max(v.abs()));
+        assert!(
+            largest < MAX_PLAUSIBLE_MAGNITUDE / 1e4,
+            "{}: {largest}",
+            variable.name
+        );
+    }
 }
