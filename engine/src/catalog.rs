@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::climatology::Climatology;
 use crate::forecaster::Forecaster;
 use crate::kernel_forward::KernelForward;
+use crate::time::quote_input;
 use crate::{EngineError, RequestError};
 
 /// Model ids that are always available: they need no weights.
@@ -149,11 +150,12 @@ impl Catalog {
             return Err(RequestError::new(
                 "dataset",
                 format!(
-                    "dataset {name:?} is not available because the data root {} contains \
+                    "dataset {} is not available because the data root {} contains \
                      no datasets: a dataset is a subdirectory with a dataset.toml \
                      descriptor and the netCDF-3 files it lists (docs/data.md); pass \
                      --data-root (or GRIDCAST_DATA_ROOT) to point at a directory that \
                      contains one, such as the repository's data/",
+                    quote_input(name),
                     self.data_root.display()
                 ),
             ));
@@ -168,15 +170,19 @@ impl Catalog {
             return Err(RequestError::new(
                 "dataset",
                 format!(
-                    "invalid dataset name {name:?}: use a dataset name, not a path \
-                     (available: {available})"
+                    "invalid dataset name {}: use a dataset name, not a path \
+                     (available: {available})",
+                    quote_input(name)
                 ),
             ));
         }
         self.datasets.get(name).ok_or_else(|| {
             RequestError::new(
                 "dataset",
-                format!("unknown dataset {name:?}; available: {available}"),
+                format!(
+                    "unknown dataset {}; available: {available}",
+                    quote_input(name)
+                ),
             )
         })
     }

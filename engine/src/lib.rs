@@ -27,4 +27,4 @@ pub use evaluate::{EvaluationPlan, Score, SharedInit, evaluate, first_shared_ini
 pub use gridcast_grid::Region;
 pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
 pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};
-pub use time::{TIME_FORMS, deserialize_utc_time, parse_utc_time};
+pub use time::{MAX_ECHOED_CHARS, TIME_FORMS, deserialize_utc_time, parse_utc_time, quote_input};

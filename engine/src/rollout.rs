@@ -14,6 +14,7 @@ use crate::forecaster::Forecaster;
 use crate::request::ValidatedRequest;
 use crate::skill::final_lead_skill;
 use crate::state::History;
+use crate::time::quote_input;
 
 /// Hooks a job runner passes in: progress after each step, and a cancellation check
 /// before each step.
@@ -210,7 +211,10 @@ fn output_channels(
                 .iter()
                 .position(|v| &v.name == name)
                 .ok_or_else(|| {
-                    RequestError::new("variables", format!("unknown variable {name:?}"))
+                    RequestError::new(
+                        "variables",
+                        format!("unknown variable {}", quote_input(name)),
+                    )
                 })?;
             let channel = forecaster
                 .channels()
@@ -219,7 +223,7 @@ fn output_channels(
                 .ok_or_else(|| {
                     RequestError::new(
                         "variables",
-                        format!("model does not predict variable {name:?}"),
+                        format!("model does not predict variable {}", quote_input(name)),
                     )
                 })?;
             Ok((channel, var))

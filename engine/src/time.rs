@@ -32,7 +32,25 @@ pub fn parse_utc_time(text: &str) -> Result<DateTime<Utc>, String> {
     if let Some(time) = parse_date_and_hour(trimmed) {
         return Ok(time);
     }
-    Err(format!("invalid time {text:?}: use {TIME_FORMS}"))
+    Err(format!(
+        "invalid time {}: use {TIME_FORMS}",
+        quote_input(text)
+    ))
+}
+
+/// Maximum number of characters of a request value that an error message repeats.
+pub const MAX_ECHOED_CHARS: usize = 64;
+
+/// Quotes a request value for an error message. A value longer than
+/// [`MAX_ECHOED_CHARS`] characters is cut there, with an ellipsis and its length, so
+/// that a huge value does not flood logs and responses.
+pub fn quote_input(text: &str) -> String {
+    let length = text.chars().count();
+    if length <= MAX_ECHOED_CHARS {
+        return format!("{text:?}");
+    }
+    let prefix: String = text.chars().take(MAX_ECHOED_CHARS).collect();
+    format!("{prefix:?}... ({length} characters, the first {MAX_ECHOED_CHARS} shown)")
 }
 
 /// Parses `YYYY-MM-DD` and `YYYY-MM-DDTHH`. chrono's format parser needs the minutes of
@@ -123,6 +141,22 @@ mod tests {
             assert!(err.contains("1996-01-16T00:00:00Z"), "{err}");
             assert!(err.contains("1996-01-16T06"), "{err}");
         }
+    }
+
+    #[test]
+    fn long_value_cut_in_error() {
+        let text = "9".repeat(100_000);
+        let err = parse_utc_time(&text).unwrap_err();
+        assert!(err.len() < 1_000, "{} bytes", err.len());
+        let shown = format!("\"{}\"...", "9".repeat(MAX_ECHOED_CHARS));
+        assert!(err.contains(&shown), "{err}");
+        assert!(
+            err.contains("(100000 characters, the first 64 shown)"),
+            "{err}"
+        );
+        assert!(err.contains("1996-01-16T00:00:00Z"), "{err}");
+        let exact = "x".repeat(MAX_ECHOED_CHARS);
+        assert_eq!(quote_input(&exact), format!("{exact:?}"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use gridcast_grid::Dataset;
 
 use crate::catalog::{Catalog, PERSISTENCE};
 use crate::request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
+use crate::time::quote_input;
 use gridcast_grid::Region;
 
 impl Catalog {
@@ -60,7 +61,8 @@ impl Catalog {
             return Err(RequestError::new(
                 "model",
                 format!(
-                    "unknown model {id:?}; available: {}",
+                    "unknown model {}; available: {}",
+                    quote_input(&id),
                     self.model_ids().join(", ")
                 ),
             ));
@@ -168,7 +170,8 @@ fn check_variables(
             return Err(RequestError::new(
                 "variables",
                 format!(
-                    "unknown variable {name:?} in dataset {:?}; available: {}",
+                    "unknown variable {} in dataset {:?}; available: {}",
+                    quote_input(name),
                     dataset.name,
                     all.join(", ")
                 ),
@@ -177,7 +180,7 @@ fn check_variables(
         if chosen.contains(name) {
             return Err(RequestError::new(
                 "variables",
-                format!("variable {name:?} is listed twice"),
+                format!("variable {} is listed twice", quote_input(name)),
             ));
         }
         chosen.push(name.clone());

@@ -343,3 +343,36 @@ fn implausible_input_value_is_corrupt_input() {
         }
     }
 }
+
+/// A huge request value is echoed cut to 64 characters with its length, however
+/// large it is.
+#[test]
+fn long_request_values_cut() {
+    let catalog = catalog();
+    let long = "a".repeat(60_000);
+    let mut unknown_dataset = request("persistence", "1996-01-16T00:00:00Z", 6);
+    unknown_dataset.dataset = long.clone();
+    let mut unknown_model = request("persistence", "1996-01-16T00:00:00Z", 6);
+    unknown_model.model = Some(long.clone());
+    let mut unknown_variable = request("persistence", "1996-01-16T00:00:00Z", 6);
+    unknown_variable.variables = Some(vec![long.clone()]);
+    for (case, field) in [
+        (unknown_dataset, "dataset"),
+        (unknown_model, "model"),
+        (unknown_variable, "variables"),
+    ] {
+        let text = catalog
+            .validate(&case, &RequestLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(text.len() < 1_000, "{field}: {} bytes", text.len());
+        assert!(
+            text.contains(&format!("\"{}\"...", "a".repeat(64))),
+            "{field}: {text}"
+        );
+        assert!(
+            text.contains("(60000 characters, the first 64 shown)"),
+            "{field}: {text}"
+        );
+    }
+}
