@@ -9,6 +9,18 @@ use gridcast_engine::RequestError;
 use gridcast_store::StoreError;
 use serde::Serialize;
 
+/// Maximum length, in characters, of a client value that an error message repeats.
+pub const MAX_ECHOED_CHARS: usize = 64;
+
+/// Cuts a client value to [`MAX_ECHOED_CHARS`] characters, ending with an ellipsis when
+/// cut, so that an error message stays readable whatever the client sent.
+pub fn shorten(value: &str) -> String {
+    match value.char_indices().nth(MAX_ECHOED_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 /// An error response of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -153,3 +165,15 @@ impl From<StoreError> for ApiError {
 
 /// `Retry-After` for a store outage: long enough not to hammer a restarting database.
 const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_cuts_long_values() {
+        let long = "é".repeat(100);
+        assert_eq!(shorten(&long), format!("{}…", "é".repeat(64)));
+        assert_eq!(shorten(&"a".repeat(64)), "a".repeat(64));
+    }
+}

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use gridcast_grid::{GriddedVariable, NetcdfFile, Region, RegionIndices};
 use serde_json::{Map, Value, json};
 
+use crate::error::shorten;
 use crate::{ApiError, AppState};
 
 /// Subset of a result file the client requested.
@@ -60,7 +61,7 @@ fn parse_selection(params: &[(String, String)]) -> Result<Selection, ApiError> {
                     .map(|v| v.trim().parse::<u32>().map(f64::from))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|_| {
-                        invalid("lead_hours", format!("invalid lead_hours {value:?}: expected comma-separated hours, for example 6,24"))
+                        invalid("lead_hours", format!("invalid lead_hours {:?}: expected comma-separated hours, for example 6,24", shorten(value)))
                     })?;
                 selection.lead_hours = Some(leads);
             }
@@ -69,7 +70,8 @@ fn parse_selection(params: &[(String, String)]) -> Result<Selection, ApiError> {
                 return Err(invalid(
                     other,
                     format!(
-                        "unknown query parameter {other:?}: expected format, variables, lead_hours or bbox"
+                        "unknown query parameter {:?}: expected format, variables, lead_hours or bbox",
+                        shorten(other)
                     ),
                 ));
             }
@@ -89,7 +91,10 @@ fn parse_bbox(value: &str) -> Result<Region, ApiError> {
         }),
         _ => Err(invalid(
             "bbox",
-            format!("invalid bbox {value:?}: expected SOUTH,NORTH,WEST,EAST in degrees"),
+            format!(
+                "invalid bbox {:?}: expected SOUTH,NORTH,WEST,EAST in degrees",
+                shorten(value)
+            ),
         )),
     }
 }
@@ -189,7 +194,8 @@ fn select_variables<'a>(
                     invalid(
                         "variables",
                         format!(
-                            "variable {name:?} is not in the result; available: {}",
+                            "variable {:?} is not in the result; available: {}",
+                            shorten(name),
                             available.join(", ")
                         ),
                     )

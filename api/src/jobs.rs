@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::error::{MAX_ECHOED_CHARS, shorten};
 use crate::eta::{self, Eta};
 use crate::json::JsonBody;
 use crate::{ApiError, AppState, Principal};
@@ -252,13 +253,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub(crate) fn parse_job_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| {
-        // A UUID has 36 characters, so 40 show any near miss in full while a long
-        // path segment is not echoed back whole.
-        const SHOWN: usize = 40;
-        let shown: String = text.chars().take(SHOWN).collect();
-        let message = if shown.len() < text.len() {
-            let total = text.chars().count();
-            format!("invalid job id {shown:?}... ({total} characters): expected a UUID")
+        // A UUID has 36 characters, so a near miss is shown in full while a long path
+        // segment is cut.
+        let total = text.chars().count();
+        let message = if total > MAX_ECHOED_CHARS {
+            let shown = shorten(text);
+            format!("invalid job id {shown:?} ({total} characters): expected a UUID")
         } else {
             format!("invalid job id {text:?}: expected a UUID")
         };
@@ -366,7 +366,8 @@ fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, ApiError> 
                             "invalid_query",
                             "limit",
                             format!(
-                                "invalid limit {value:?}: expected an integer from 1 to {MAX_PAGE}"
+                                "invalid limit {:?}: expected an integer from 1 to {MAX_PAGE}",
+                                shorten(value)
                             ),
                         )
                     })?;
@@ -376,7 +377,10 @@ fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, ApiError> 
                 return Err(ApiError::bad_request(
                     "invalid_query",
                     other,
-                    format!("unknown query parameter {other:?}: expected state, limit or cursor"),
+                    format!(
+                        "unknown query parameter {:?}: expected state, limit or cursor",
+                        shorten(other)
+                    ),
                 ));
             }
         }

@@ -99,6 +99,9 @@ pub struct BodyLimit(pub usize);
 
 /// Decodes `bytes`, naming the field a data error is about.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax is checked over the whole body first, so that trailing characters are a 400
+    // even when the object before them lacks a required field.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| malformed(&err))?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = result.map_err(|err| {
@@ -129,12 +132,15 @@ fn malformed(error: &serde_json::Error) -> ApiError {
     )
 }
 
-/// JSON path of the field an error is about. serde reports a missing field at the
-/// enclosing object and names the field in backticks in the message, so it is appended.
+/// JSON path of the field an error is about. serde reports a missing or duplicate field
+/// at the enclosing object and names it in backticks in the message, so it is appended.
 /// An unknown or mistyped field is already the last segment of the path.
 fn field_path(path: &str, message: &str) -> Option<String> {
     let parent = if path == "." { "" } else { path };
-    if let Some(rest) = message.strip_prefix("missing field `") {
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix));
+    if let Some(rest) = named {
         let name = rest.split('`').next().unwrap_or("");
         return Some(if parent.is_empty() {
             name.to_owned()
@@ -205,5 +211,25 @@ mod tests {
         assert_eq!(error.code, "malformed_json");
         let trailing = decode::<Outer>(b"{\"name\": \"a\"} x").unwrap_err();
         assert_eq!(trailing.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn trailing_after_missing_field_is_400() {
+        let error = decode::<Outer>(b"{} x").unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.code, "malformed_json");
+        assert_eq!(error.field, None);
+    }
+
+    #[test]
+    fn duplicate_field_named() {
+        assert_eq!(
+            field_of(r#"{"name": "a", "name": "b"}"#).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"south": 1, "south": 2}}"#).as_deref(),
+            Some("inner.south")
+        );
     }
 }

@@ -134,7 +134,10 @@ pub fn operations_router(state: AppState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}; see /openapi.json", uri.path()))
+    ApiError::not_found(format!(
+        "no route for {}; see /openapi.json",
+        error::shorten(uri.path())
+    ))
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
@@ -143,7 +146,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         "method_not_allowed",
         format!(
             "{method} is not allowed on {}; see /openapi.json",
-            uri.path()
+            error::shorten(uri.path())
         ),
     )
 }

@@ -63,7 +63,10 @@ fn result_format(params: &[(String, String)]) -> Result<ResultFormat, ApiError> 
                 return Err(ApiError::bad_request(
                     "invalid_query",
                     "format",
-                    format!("unknown format {other:?}: expected netcdf or json"),
+                    format!(
+                        "unknown format {:?}: expected netcdf or json",
+                        crate::error::shorten(other)
+                    ),
                 ));
             }
             _ => {}

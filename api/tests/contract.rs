@@ -645,3 +645,39 @@ async fn init_time_takes_bare_date_and_names_forms() {
     assert!(message.contains("1996-01-16T06"), "{message}");
     assert!(!message.contains("premature end of input"), "{message}");
 }
+
+#[tokio::test]
+async fn long_values_are_cut_in_messages() {
+    let app = test_app().await;
+    let long = "q".repeat(300);
+    let uris = [
+        format!("/v1/jobs?{long}=1"),
+        format!("/v1/jobs?limit={long}"),
+        format!("/v2/{long}"),
+    ];
+    for uri in uris {
+        let reply = app.get(&uri).await;
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains(&format!("{}…", "q".repeat(60))),
+            "{uri}: {message}"
+        );
+        assert!(!message.contains(&"q".repeat(65)), "{uri}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn trailing_and_duplicate_bodies() {
+    let app = test_app().await;
+    let trailing = app.post_raw("{} x", None).await;
+    assert_eq!(trailing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(trailing.json()["error"]["code"], "malformed_json");
+    let body = valid_body().to_string();
+    let duplicate = format!("{{\"lead_hours\": 6, {}", &body[1..]);
+    let reply = app.post_raw(duplicate, None).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json()["error"]["field"], "lead_hours");
+}
