@@ -237,10 +237,11 @@ fn subdirectories_with(
     marker: &str,
     what: &'static str,
 ) -> Result<Vec<PathBuf>, EngineError> {
-    if !root.exists() {
+    if !root.is_dir() {
         return Err(EngineError::MissingRoot {
             what,
             path: root.to_path_buf(),
+            is_file: root.exists(),
         });
     }
     let io_error = |error| EngineError::Io {

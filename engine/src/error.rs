@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Failure of a forecast run. `is_retryable` reports to a job runner whether another attempt
 /// could succeed (I/O hiccups) or never will (corrupt input, a model that does not fit
@@ -21,15 +21,33 @@ pub enum EngineError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// A data or model root directory does not exist.
-    #[error(
-        "{what} directory {path} does not exist; pass --{what}-root (or the matching \
-         setting) or run from a directory that contains it"
-    )]
-    MissingRoot { what: &'static str, path: PathBuf },
+    /// A data or model root that is not a directory: missing, or (`is_file`) a file.
+    #[error("{}", describe_missing_root(what, path, *is_file))]
+    MissingRoot {
+        what: &'static str,
+        path: PathBuf,
+        is_file: bool,
+    },
     /// The model failed to load or run.
     #[error("model {model}: {message}")]
     Model { model: String, message: String },
+}
+
+fn describe_missing_root(what: &str, path: &Path, is_file: bool) -> String {
+    if is_file {
+        format!(
+            "{what} root {} is a file, not a directory; set --{what}-root (or the matching \
+             setting) to the directory that contains one subdirectory per {}",
+            path.display(),
+            if what == "data" { "dataset" } else { "model" }
+        )
+    } else {
+        format!(
+            "{what} directory {} does not exist; pass --{what}-root (or the matching \
+             setting) or run from a directory that contains it",
+            path.display()
+        )
+    }
 }
 
 impl EngineError {
