@@ -1,11 +1,12 @@
 //! `gridcast forecast`: one forecast, run in this process, written to a netCDF file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use gridcast_engine::{
-    Catalog, ForecastRequest, Region, RequestLimits, RunControl, parse_utc_time, run_forecast,
+    Catalog, ForecastRequest, Region, RequestLimits, RunControl, parse_utc_time, quote_input,
+    run_forecast,
 };
 
 #[derive(Debug, clap::Args)]
@@ -34,14 +35,19 @@ pub struct RequestArgs {
     pub model: Option<String>,
     /// Init time in UTC: RFC 3339 such as 1996-01-16T00:00:00Z, or 1996-01-16 (00:00),
     /// 1996-01-16T06, 1996-01-16T06:00 or 1996-01-16 06:00:00.
-    #[arg(long, env = "GRIDCAST_INIT_TIME", value_parser = parse_utc_time)]
+    #[arg(long, env = "GRIDCAST_INIT_TIME", value_parser = ShortEcho(parse_utc_time))]
     pub init_time: DateTime<Utc>,
     /// Lead time in hours: a positive multiple of the model step.
     #[arg(long, env = "GRIDCAST_LEAD_HOURS")]
     pub lead_hours: u32,
     /// Bounding box as SOUTH,NORTH,WEST,EAST in degrees north and east; WEST > EAST
     /// crosses the antimeridian. The dataset's whole domain when omitted.
-    #[arg(long, env = "GRIDCAST_REGION", value_parser = parse_region, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "GRIDCAST_REGION",
+        value_parser = ShortEcho(parse_region),
+        allow_hyphen_values = true
+    )]
     pub region: Option<Region>,
     /// Comma-separated variable names; all of the dataset's when omitted.
     #[arg(long, env = "GRIDCAST_VARIABLES", value_delimiter = ',')]
@@ -90,19 +96,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A clap value parser around `parse`, whose error message already quotes the value
+/// cut to a readable length. clap's own wrapping of a parser error repeats the whole
+/// value, which for a 100 KB argument floods the terminal.
+#[derive(Clone)]
+pub struct ShortEcho<T>(pub fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for ShortEcho<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg.map_or_else(|| "the value".to_owned(), ToString::to_string);
+        let result = match value.to_str() {
+            Some(text) => (self.0)(text),
+            None => Err("the value is not valid UTF-8".to_owned()),
+        };
+        result.map_err(|message| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {flag}: {message}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 /// Parses `SOUTH,NORTH,WEST,EAST` in degrees.
 pub fn parse_region(text: &str) -> Result<Region, String> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     let [south, north, west, east] = parts.as_slice() else {
         return Err(format!(
-            "invalid region {text:?}: expected SOUTH,NORTH,WEST,EAST in degrees, \
-             for example 30,50,-120,-80"
+            "invalid region {}: expected SOUTH,NORTH,WEST,EAST in degrees, for example \
+             30,50,-120,-80",
+            quote_input(text)
         ));
     };
     let number = |name: &str, value: &str| {
-        value
-            .parse::<f64>()
-            .map_err(|_| format!("invalid region {name} {value:?}: expected degrees as a number"))
+        value.parse::<f64>().map_err(|_| {
+            format!(
+                "invalid region {name} {}: expected degrees as a number",
+                quote_input(value)
+            )
+        })
     };
     Ok(Region {
         south: number("south", south)?,
@@ -112,17 +152,36 @@ pub fn parse_region(text: &str) -> Result<Region, String> {
     })
 }
 
-/// Rejects an output path that exists but is not a regular file. The result is renamed
-/// into place, which would replace a symbolic link or a device node instead of writing
-/// through it.
-fn check_output_path(path: &std::path::Path) -> anyhow::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => anyhow::bail!(
+/// Rejects an output path that exists but is not a regular file, or whose directory is
+/// missing. The result is renamed into place, which would replace a symbolic link or a
+/// device node instead of writing through it.
+fn check_output_path(path: &Path) -> anyhow::Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        anyhow::bail!(
             "invalid --output {}: it exists and is not a regular file (a link, directory \
              or device); give a new or regular file path",
             path.display()
+        );
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(directory) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!(
+            "invalid --output {}: {} is a file, not a directory; choose another path",
+            path.display(),
+            directory.display()
         ),
-        _ => Ok(()),
+        Err(_) => anyhow::bail!(
+            "invalid --output {}: the output directory {} does not exist; create it or \
+             choose another path",
+            path.display(),
+            directory.display()
+        ),
     }
 }
 
@@ -151,6 +210,46 @@ mod tests {
         let flags = parse("1996-01-16T06").unwrap();
         let expected: DateTime<Utc> = "1996-01-16T06:00:00Z".parse().unwrap();
         assert_eq!(flags.request.init_time, expected);
+    }
+
+    #[test]
+    fn missing_output_directory_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent/x.nc");
+        let text = check_output_path(&missing).unwrap_err().to_string();
+        let absent = dir.path().join("absent");
+        assert!(
+            text.contains(&format!(
+                "output directory {} does not exist",
+                absent.display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("create it or choose another path"), "{text}");
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let under_file = file.join("x.nc");
+        let text = check_output_path(&under_file).unwrap_err().to_string();
+        assert!(text.contains("is a file, not a directory"), "{text}");
+
+        assert!(check_output_path(&dir.path().join("x.nc")).is_ok());
+        assert!(check_output_path(Path::new("x.nc")).is_ok());
+    }
+
+    #[test]
+    fn long_init_time_cut() {
+        let text = parse(&"9".repeat(100_000)).unwrap_err().to_string();
+        assert!(text.len() < 1_000, "{} bytes", text.len());
+        assert!(text.contains("--init-time"), "{text}");
+        assert!(text.contains("(100000 characters"), "{text}");
+    }
+
+    #[test]
+    fn long_region_value_cut() {
+        let text = parse_region(&"1".repeat(10_000)).unwrap_err();
+        assert!(text.len() < 500, "{} bytes", text.len());
+        assert!(text.contains("(10000 characters"), "{text}");
     }
 
     #[test]
