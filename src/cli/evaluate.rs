@@ -25,7 +25,9 @@ pub struct Args {
     /// Init time indices on the dataset's time axis, as FIRST-LAST (inclusive). The
     /// default is the storm-1996 held-out period, steps 44-63. Every system is scored
     /// on the same inits, so steps before the earliest one that the model can start
-    /// from (it needs earlier states) are skipped for all systems, with a note.
+    /// from (it needs earlier states) are skipped for all systems, with a note. An init
+    /// that any system cannot score for a variable and lead (its data are missing) is
+    /// left out of that row for all systems.
     #[arg(long, env = "GRIDCAST_INIT_STEPS", default_value = "44-63", value_parser = parse_steps)]
     pub init_steps: std::ops::RangeInclusive<usize>,
     /// Comma-separated lead times in hours.
@@ -45,12 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let catalog = Catalog::open(&args.data_root, &args.model_root)
         .context("failed to open the data and model catalog")?;
     let dataset = catalog.find_dataset(&args.dataset)?;
-    let mut systems = Vec::new();
-    if let Some(model) = args.model.clone().or_else(|| dataset.default_model.clone()) {
-        systems.push(model);
-    }
-    systems.push(PERSISTENCE.to_string());
-    systems.push(CLIMATOLOGY.to_string());
+    let systems = systems_to_score(args.model.clone().or_else(|| dataset.default_model.clone()));
     let last = dataset.times.len().saturating_sub(1);
     let (first_init, last_init) = (*args.init_steps.start(), *args.init_steps.end());
     if last_init > last {
@@ -98,6 +95,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lists the model, then the baselines that it does not already name, so that
+/// `--model persistence` scores persistence once.
+fn systems_to_score(model: Option<String>) -> Vec<String> {
+    let mut systems: Vec<String> = model.into_iter().collect();
+    for baseline in [PERSISTENCE, CLIMATOLOGY] {
+        if !systems.iter().any(|system| system == baseline) {
+            systems.push(baseline.to_string());
+        }
+    }
+    systems
+}
+
 /// Parses `FIRST-LAST` (inclusive) or a single step.
 fn parse_steps(text: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
     let invalid = || format!("invalid step range {text:?}: expected FIRST-LAST, for example 44-63");
@@ -108,7 +117,38 @@ fn parse_steps(text: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
     let first: usize = first.parse().map_err(|_| invalid())?;
     let last: usize = last.parse().map_err(|_| invalid())?;
     if first > last {
-        return Err(invalid());
+        return Err(format!(
+            "invalid step range {text:?}: the first step {first} is after the last step \
+             {last}; write it as {last}-{first}"
+        ));
     }
     Ok(first..=last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_as_model_listed_once() {
+        for baseline in [PERSISTENCE, CLIMATOLOGY] {
+            let systems = systems_to_score(Some(baseline.to_string()));
+            assert_eq!(systems.len(), 2, "{systems:?}");
+            assert_eq!(systems[0], baseline, "{systems:?}");
+        }
+        let systems = systems_to_score(Some("storm-cnn".to_string()));
+        assert_eq!(systems, ["storm-cnn", PERSISTENCE, CLIMATOLOGY]);
+    }
+
+    #[test]
+    fn reversed_step_range_rejected() {
+        let err = parse_steps("63-44").unwrap_err();
+        assert!(
+            err.contains("the first step 63 is after the last step 44"),
+            "{err}"
+        );
+        assert!(err.contains("44-63"), "{err}");
+        assert_eq!(parse_steps("44-63"), Ok(44..=63));
+        assert_eq!(parse_steps("63"), Ok(63..=63));
+    }
 }
