@@ -134,3 +134,28 @@ region = {{ south = 30.0, north = 50.0, west = 170.0, east = -170.0 }}
         "stderr:\n{stderr}"
     );
 }
+
+#[test]
+fn data_dir_that_is_a_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gridcast"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&file)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "serve started on a file: {stderr}"
+    );
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+    assert!(stderr.contains("--data-dir"), "{stderr}");
+    // The file is left as it was.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}

@@ -200,6 +200,13 @@ pub async fn start(config: &ServiceConfig) -> anyhow::Result<RunningService> {
 pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result<RunningService> {
     // Scratch files and the ReasoningBank live here even when the database and results
     // are remote.
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        anyhow::bail!(
+            "the data directory {} is a file, not a directory; pass --data-dir (or \
+             GRIDCAST_DATA_DIR) a directory path, which is created if it does not exist",
+            config.data_dir.display()
+        );
+    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "failed to create the data directory {}",
