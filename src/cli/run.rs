@@ -41,10 +41,41 @@ struct BatchJob {
     submit: SubmitJob,
 }
 
+/// Parses a batch file. Job times are text, but a TOML date or date-time written
+/// without quotes (`init_time = 1996-01-16`) is taken as the same text.
+fn parse_batch(text: &str) -> Result<Batch, toml::de::Error> {
+    let error = match toml::from_str::<Batch>(text) {
+        Ok(batch) => return Ok(batch),
+        Err(error) => error,
+    };
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return Err(error);
+    };
+    let mut changed = false;
+    if let Some(toml::Value::Array(jobs)) = table.get_mut("job") {
+        for job in jobs.iter_mut().filter_map(toml::Value::as_table_mut) {
+            for (_, value) in job.iter_mut() {
+                let text = match &*value {
+                    toml::Value::Datetime(datetime) => datetime.to_string(),
+                    _ => continue,
+                };
+                *value = toml::Value::String(text);
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return Err(error);
+    }
+    // The file's own error would blame the unquoted time, so the rewritten file's
+    // error, which names the real problem but no line, is returned.
+    toml::Value::Table(table).try_into()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("failed to read batch file {}", args.file.display()))?;
-    let batch: Batch = toml::from_str(&text)
+    let batch = parse_batch(&text)
         .with_context(|| format!("invalid batch file {}", args.file.display()))?;
     if batch.jobs.is_empty() {
         bail!("batch file {} has no [[job]] table", args.file.display());
@@ -135,5 +166,37 @@ fn report(finished: &[(&str, JobView)], results_url: &str) {
         for line in skill_lines(job) {
             println!("  {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = "[[job]]\nname = \"a\"\ndataset = \"storm-1996\"\nlead_hours = 6\n";
+
+    #[test]
+    fn unquoted_times_read_as_text() {
+        for (written, expected) in [
+            ("1996-01-16T06:00:00Z", "1996-01-16T06:00:00Z"),
+            ("1996-01-16", "1996-01-16T00:00:00Z"),
+        ] {
+            let batch = parse_batch(&format!("{JOB}init_time = {written}\n")).unwrap();
+            let time = batch.jobs[0].submit.init_time;
+            assert_eq!(time.format("%Y-%m-%dT%H:%M:%SZ").to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn other_errors_are_named() {
+        // An unknown key next to an unquoted time: the error names the key.
+        let text = format!("{JOB}init_time = 1996-01-16\ncolour = \"red\"\n");
+        let err = parse_batch(&text).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        // Without unquoted times the error keeps its line.
+        let text = format!("{JOB}init_time = \"1996-01-16\"\ncolour = \"red\"\n");
+        let err = parse_batch(&text).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
     }
 }
