@@ -385,7 +385,10 @@ fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>, base: &Option<T>) -> Optio
 
 fn seconds(setting: &str, value: f64) -> anyhow::Result<Duration> {
     if !(value.is_finite() && value > 0.0 && value < 1e9) {
-        bail!("invalid setting {setting} = {value}: expected a positive number of seconds");
+        bail!(
+            "invalid setting {setting} = {value}: expected a number of seconds above 0 and \
+             below 1e9 (about 31 years)"
+        );
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -480,6 +483,20 @@ mod tests {
             let message = format!("{:#}", settings.validate().unwrap_err());
             assert!(message.contains(name), "{name}: {message}");
         }
+    }
+
+    #[test]
+    fn too_long_duration_states_the_limit() {
+        let settings = FileSettings {
+            retry_base_secs: Some(1e20),
+            ..Default::default()
+        };
+        let message = format!("{:#}", settings.validate().unwrap_err());
+        assert!(
+            message.contains("retry_base_secs = 100000000000000000000"),
+            "{message}"
+        );
+        assert!(message.contains("below 1e9"), "{message}");
     }
 
     #[test]
