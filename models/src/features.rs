@@ -199,7 +199,10 @@ pub fn input_channels(channels: usize, upstream: bool) -> usize {
 /// departure point `x - wind * hours` by bilinear interpolation.
 ///
 /// Departure points and interpolation weights come from the wind's values, detached,
-/// so gradients flow through the interpolated values only.
+/// so gradients flow through the interpolated values only. A state that carries no
+/// gradient (inference) is interpolated directly on the CPU, batch members in
+/// parallel, with the same f32 operations in the same order, so both paths give
+/// identical values.
 pub fn upstream_state(
     z: &Tensor,
     scales: &Scales,
@@ -211,6 +214,11 @@ pub fn upstream_state(
         .to_device(&Device::Cpu)?
         .flatten_all()?
         .to_vec1::<f32>()?;
+    if !z.track_op() {
+        let values = z.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        let advected = interpolate_upstream(&physical, &values, (batch, channels), upstream);
+        return Ok(Tensor::from_vec(advected, z.shape(), &Device::Cpu)?.to_device(z.device())?);
+    }
     let corners = departure_corners(&physical, (batch, channels), upstream);
 
     let cells = n_lat * n_lon;
@@ -298,6 +306,40 @@ fn departure_corners(
         }
     }
     corners
+}
+
+/// Takes every variable of `values` (`[B, C, lat, lon]`) at its departure point, the
+/// points and weights being those of [`departure_corners`] for the winds in
+/// `physical`. Each value is `((a * wa + b * wb) + c * wc) + d * wd` in f32, the
+/// operations of the gather path in [`upstream_state`].
+fn interpolate_upstream(
+    physical: &[f32],
+    values: &[f32],
+    (batch, channels): (usize, usize),
+    upstream: &UpstreamInputs,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let cells = upstream.grid.lat.count * upstream.grid.lon.count;
+    let mut out = vec![0.0f32; batch * channels * cells];
+    out.par_chunks_mut(channels * cells)
+        .enumerate()
+        .for_each(|(b, member)| {
+            let member_physical = &physical[b * channels * cells..][..channels * cells];
+            let member_values = &values[b * channels * cells..][..channels * cells];
+            let corners = departure_corners(member_physical, (1, channels), upstream);
+            for (c, field) in member.chunks_mut(cells).enumerate() {
+                let source = &member_values[c * cells..][..cells];
+                for (k, value) in field.iter_mut().enumerate() {
+                    let at = c * cells + k;
+                    let term = |corner: usize| {
+                        let (indices, weights) = &corners[corner];
+                        source[indices[at] as usize] * weights[at]
+                    };
+                    *value = ((term(0) + term(1)) + term(2)) + term(3);
+                }
+            }
+        });
+    out
 }
 
 fn finite_or(x: f64, fallback: usize) -> f64 {
@@ -399,6 +441,36 @@ mod tests {
                 row[j]
             );
         }
+    }
+
+    #[test]
+    fn direct_and_gather_interpolation_agree_bitwise() {
+        // Two members with winds that vary over the grid, so departure points fall
+        // between cells and outside the grid.
+        let cells = N_LAT * N_LON;
+        let mut values = Vec::new();
+        for b in 0..2 {
+            let scale = (b + 1) as f32;
+            values.extend((0..cells).map(|k| scale * (k as f32 * 7.3).sin() * 40.0));
+            values.extend((0..cells).map(|k| scale * (k as f32 * 3.1).cos() * 35.0));
+            values.extend((0..cells).map(|k| (k as f32 * 0.37).sin() * 1e3 + 0.25));
+        }
+        let z = Tensor::from_vec(values, (2, 3, N_LAT, N_LON), &Device::Cpu).unwrap();
+        let (spec, scales) = (upstream_inputs(), unit_scales());
+        let direct = upstream_state(&z, &scales, &spec).unwrap();
+        let tracked = candle_core::Var::from_tensor(&z).unwrap();
+        assert!(tracked.as_tensor().track_op());
+        let gathered = upstream_state(tracked.as_tensor(), &scales, &spec).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        assert_eq!(bits(&direct), bits(&gathered));
+        // The winds moved the third variable.
+        assert_ne!(
+            bits(&direct.get(0).unwrap().get(2).unwrap()),
+            bits(&z.get(0).unwrap().get(2).unwrap())
+        );
     }
 
     #[test]
