@@ -6,8 +6,8 @@
 //! divided by the variable's one-step tendency std), so every variable counts alike at
 //! the first step. With [`LeadWeights::Persistence`] the error of each variable at
 //! step `k` is further divided by the RMSE persistence makes at that lead over the
-//! fitted frames, so the loss is the mean of squared skill ratios and the short leads,
-//! whose errors are small, weigh as much as the long ones. `R` grows during training: 1 step for the first 40 % of the epochs,
+//! fitted frames. The loss is then the mean of squared skill ratios, so the short
+//! leads, whose errors are small, weigh as much as the long ones. `R` grows during training: 1 step for the first 40 % of the epochs,
 //! `ceil(rollout_steps / 2)` for the next 30 %, then `rollout_steps`.
 //!
 //! Cells are left out of the loss where the target is missing or where the starting
@@ -22,7 +22,8 @@ use crate::{
     Climatology, ModelError, NeuralModel,
     features::{self, NetworkContext, Scales, StepInput},
     manifest::{
-        Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord, UpstreamInputs,
+        Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord,
+        UpstreamInputs, VariableStats,
     },
     network::{self, Params, UNET2},
     training_data::{PreparedFrames, TrainingData, prepare_frames, variable_stats},
@@ -55,7 +56,7 @@ pub struct TrainConfig {
     /// Networks trained with seeds `seed`, `seed + 1`, ... and merged into one whose
     /// output is their mean ([`network::merge_members`]); 1 trains a single network.
     pub members: usize,
-    /// How the steps of the rollout loss are weighted against each other.
+    /// Weighting of the rollout loss's steps against each other.
     pub lead_weights: LeadWeights,
     pub model_id: String,
     pub name: String,
@@ -165,21 +166,18 @@ pub fn train(
     let device = Device::Cpu;
     check_config(config, data)?;
     let fit_frames = data.len() - config.validation_frames;
-    let stats = variable_stats(data, fit_frames)?;
-    let climatology = Climatology::from_frames(
-        &data.frames[..fit_frames * data.shape.len()],
-        data.shape,
-        &data.valid_hours[..fit_frames],
-        &device,
-    )?;
-    let scales = Scales::new(&stats, &device)?;
+    let Normalised {
+        stats,
+        climatology,
+        scales,
+        frames,
+        lat_weights,
+    } = normalise(data, fit_frames, &device)?;
     let grid = GridSpec {
         lat: AxisSpec::from_values("lat", &data.lat)?,
         lon: AxisSpec::from_values("lon", &data.lon)?,
     };
     let arch = architecture(config, data, &grid)?;
-    let frames = prepare_frames(data, &climatology, &scales, &device)?;
-    let lat_weights = lat_weights(&data.lat, &device)?;
     let lead_scales = lead_scales(config, &frames, &scales, &lat_weights, fit_frames)?;
     let setup = Setup {
         static_channels: features::static_channels(&grid, &device)?,
@@ -419,20 +417,51 @@ pub fn persistence_rmse_by_lead(
     fit_frames: usize,
     leads: usize,
 ) -> Result<Vec<Vec<f64>>, ModelError> {
-    let device = Device::Cpu;
     data.validate()?;
     let fit_frames = fit_frames.min(data.len());
+    let normalised = normalise(data, fit_frames, &Device::Cpu)?;
+    persistence_rmse(
+        &normalised.frames,
+        &normalised.scales,
+        &normalised.lat_weights,
+        fit_frames,
+        leads,
+    )
+}
+
+/// Statistics, climatology and normalised frames of `data`, the first `fit_frames`
+/// of which define the statistics and the climatology.
+struct Normalised {
+    stats: Vec<VariableStats>,
+    climatology: Climatology,
+    scales: Scales,
+    frames: PreparedFrames,
+    lat_weights: Tensor,
+}
+
+/// Computes the statistics and climatology of the first `fit_frames` of `data` and
+/// normalises every frame with them.
+fn normalise(
+    data: &TrainingData,
+    fit_frames: usize,
+    device: &Device,
+) -> Result<Normalised, ModelError> {
     let stats = variable_stats(data, fit_frames)?;
     let climatology = Climatology::from_frames(
         &data.frames[..fit_frames * data.shape.len()],
         data.shape,
         &data.valid_hours[..fit_frames],
-        &device,
+        device,
     )?;
-    let scales = Scales::new(&stats, &device)?;
-    let frames = prepare_frames(data, &climatology, &scales, &device)?;
-    let lat_weights = lat_weights(&data.lat, &device)?;
-    persistence_rmse(&frames, &scales, &lat_weights, fit_frames, leads)
+    let scales = Scales::new(&stats, device)?;
+    let frames = prepare_frames(data, &climatology, &scales, device)?;
+    Ok(Normalised {
+        lat_weights: lat_weights(&data.lat, device)?,
+        stats,
+        climatology,
+        scales,
+        frames,
+    })
 }
 
 fn persistence_rmse(

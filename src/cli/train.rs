@@ -83,7 +83,7 @@ pub struct Args {
     /// model has 4.
     #[arg(long, env = "GRIDCAST_TRAIN_MEMBERS", default_value_t = 4)]
     pub members: usize,
-    /// How the steps of the rollout loss are weighted. `uniform` counts every step's
+    /// Weighting of the rollout loss's steps. `uniform` counts every step's
     /// error in tendency units as it is, so the longest lead dominates. `persistence`
     /// divides each variable's error at each lead by persistence's RMSE at that lead on
     /// the training steps, so every lead counts alike relative to persistence.
