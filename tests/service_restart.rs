@@ -69,4 +69,22 @@ async fn killed_mid_job_completes_once_after_restart() {
     assert_eq!(result.status(), 200);
     let bytes = result.bytes().await.unwrap();
     assert_eq!(&bytes[..3], b"CDF");
+
+    // At start-up a server removes scratch files of ended attempts and of unknown jobs,
+    // and leaves files of any other name alone.
+    let mut second = second;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    let scratch = data_dir.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let ended = scratch.join(format!("{id}-attempt-1.nc.partial"));
+    let unknown = scratch.join("01a24400-0000-7000-8000-000000000000-attempt-1.nc");
+    let other = scratch.join("notes.txt");
+    for path in [&ended, &unknown, &other] {
+        std::fs::write(path, b"x").unwrap();
+    }
+    let _third = Server::start(&data_dir, &lease);
+    assert!(!ended.exists(), "scratch of an ended job kept");
+    assert!(!unknown.exists(), "scratch of an unknown job kept");
+    assert!(other.exists(), "a file of another name was removed");
 }

@@ -217,9 +217,6 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
         .await
         .context("failed to open the job store")?;
     let device = resolve_device(&config.device)?;
-    if roles.workers {
-        remove_stale_scratch(&config.data_dir.join("scratch"), config.lease);
-    }
     if let Err(err) = store.check_ready().await {
         tracing::error!(
             error = %err,
@@ -238,6 +235,11 @@ pub async fn start_roles(config: &ServiceConfig, roles: Roles) -> anyhow::Result
     let addr = listener
         .local_addr()
         .context("failed to read the bound address")?;
+    // After the bind, so a second server started by mistake on the same data directory
+    // fails before it touches the first one's files.
+    if roles.workers {
+        remove_stale_scratch(&config.data_dir.join("scratch"), &store).await;
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     let cycles = if roles.scheduler {
@@ -470,27 +472,52 @@ fn outcome_hook(
     })
 }
 
-/// Deletes scratch files untouched for longer than one lease, at start-up. A running
-/// attempt writes its file at every lead, so such a file almost surely belongs to an
-/// attempt killed before it could clean up. Its job has been or will be claimed again.
-fn remove_stale_scratch(dir: &std::path::Path, lease: std::time::Duration) {
+/// Removes the scratch files (`JOB-attempt-N.nc`, with or without `.partial`) of
+/// attempts that no longer run: the job has ended, is unknown to the store, or has
+/// moved past attempt N. A file whose attempt is still the job's running one is kept,
+/// even if its process died, because another process may be writing it. The worker
+/// that takes the job over removes it. Files of any other name are left alone.
+async fn remove_stale_scratch(dir: &std::path::Path, store: &Store) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let age = entry
-            .metadata()
-            .and_then(|meta| meta.modified())
-            .ok()
-            .and_then(|modified| modified.elapsed().ok());
-        if age.is_some_and(|age| age > lease) && std::fs::remove_file(entry.path()).is_ok() {
+        let name = entry.file_name();
+        let Some((job_id, attempt)) = name.to_str().and_then(parse_scratch_name) else {
+            continue;
+        };
+        let stale = match store.job(job_id).await {
+            Ok(Some(job)) => {
+                job.state != gridcast_store::JobState::Running || job.attempts != attempt
+            }
+            Ok(None) => true,
+            Err(err) => {
+                tracing::warn!(
+                    job_id = %job_id,
+                    error = %err,
+                    "looking up the job of a scratch file failed; keeping the file"
+                );
+                false
+            }
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     if removed > 0 {
-        tracing::info!(removed, dir = %dir.display(), "removed scratch files of killed attempts");
+        tracing::info!(removed, dir = %dir.display(), "removed scratch files of ended attempts");
     }
+}
+
+/// Splits a scratch file name `JOB-attempt-N.nc[.partial]` into its job id and attempt.
+fn parse_scratch_name(name: &str) -> Option<(uuid::Uuid, u32)> {
+    let (job, rest) = name.split_once("-attempt-")?;
+    let (attempt, suffix) = rest.split_once('.')?;
+    if suffix != "nc" && suffix != "nc.partial" {
+        return None;
+    }
+    Some((job.parse().ok()?, attempt.parse().ok()?))
 }
 
 async fn open_catalog(config: &ServiceConfig) -> anyhow::Result<Arc<Catalog>> {
