@@ -20,12 +20,23 @@ pub(crate) async fn download(
     let job = load_job(&state, &principal, id).await?;
     let key = match (&job.state, &job.result_key) {
         (JobState::Succeeded, Some(key)) => key.clone(),
+        (JobState::Queued | JobState::Running, _) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "result_not_ready",
+                format!(
+                    "job {id} is {} and has no result yet; poll /v1/jobs/{id} until it succeeds",
+                    job.state
+                ),
+            ));
+        }
         _ => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "result_not_ready",
                 format!(
-                    "job {id} is {} and has no result; poll /v1/jobs/{id} until it succeeds",
+                    "job {id} is {} and has no result, and never will; read its error at \
+                     /v1/jobs/{id} and submit it again",
                     job.state
                 ),
             ));

@@ -482,6 +482,13 @@ async fn cancel_queued_job() {
     let result = app.get(&format!("/v1/jobs/{id}/result")).await;
     assert_eq!(result.status, StatusCode::CONFLICT);
     assert_eq!(result.json()["error"]["code"], "result_not_ready");
+    // A cancelled job never gets a result, so the message does not advise polling.
+    let message = result.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("never will"), "{message}");
+    assert!(!message.contains("poll"), "{message}");
 }
 
 #[tokio::test]
