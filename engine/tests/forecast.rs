@@ -9,6 +9,10 @@ use gridcast_engine::{
 };
 use gridcast_grid::read_netcdf;
 
+#[path = "../../grid/tests/support/storm_values.rs"]
+mod storm_values;
+use storm_values::set_storm_t_value;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -300,8 +304,7 @@ fn file_as_root_names_flag() {
 }
 
 /// Writes a copy of storm-1996 under `root` whose `t` has `value` in the first cell of
-/// step `step`, located by the reader's first 16 values of that step (fill -9999
-/// where missing), which the file stores in the same order.
+/// step `step`.
 fn storm_copy_with_t_value(root: &Path, step: usize, value: f32) {
     let source = repo().join("data/storm-1996");
     let target = root.join("storm-1996");
@@ -311,19 +314,7 @@ fn storm_copy_with_t_value(root: &Path, step: usize, value: f32) {
         std::fs::copy(&path, target.join(path.file_name().unwrap())).unwrap();
     }
     let mut bytes = std::fs::read(source.join("Tstorm.cdf")).unwrap();
-    let file = gridcast_grid::netcdf_from_bytes(&bytes).unwrap();
-    let t = file.variables.iter().find(|v| v.name == "t").unwrap();
-    let start = step * file.grid.ny() * file.grid.nx();
-    let stored: Vec<u8> = t.data[start..start + 16]
-        .iter()
-        .map(|v| if v.is_nan() { -9999.0_f32 } else { *v })
-        .flat_map(f32::to_be_bytes)
-        .collect();
-    let offset = bytes
-        .windows(stored.len())
-        .position(|w| w == stored.as_slice())
-        .expect("the first 16 values of the step are stored in order");
-    bytes[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+    set_storm_t_value(&mut bytes, step, value);
     std::fs::write(target.join("Tstorm.cdf"), bytes).unwrap();
 }
 

@@ -9,6 +9,10 @@ use gridcast_grid::{
 };
 use netcdf3::{DataSet, FileWriter, Version};
 
+#[path = "support/storm_values.rs"]
+mod storm_values;
+use storm_values::set_storm_t_value;
+
 /// Writes `ds` with `fill` called once to write the variables.
 fn write_nc(path: &Path, ds: &DataSet, fill: impl FnOnce(&mut FileWriter)) {
     let mut writer = FileWriter::open(path).unwrap();
@@ -623,25 +627,6 @@ fn storm_file_in_other_format_named() {
             .to_string();
         assert!(from_bytes.contains(expected[0]), "{from_bytes}");
     }
-}
-
-/// Overwrites the first cell of step `step` of `t` in a copy of `Tstorm.cdf`. The file
-/// stores `t` south to north and west to east, as the reader returns it, so the
-/// reader's first 16 values of the step (fill -9999 where missing) locate it.
-fn set_storm_t_value(bytes: &mut [u8], step: usize, value: f32) {
-    let file = netcdf_from_bytes(bytes).unwrap();
-    let t = file.variables.iter().find(|v| v.name == "t").unwrap();
-    let start = step * file.grid.ny() * file.grid.nx();
-    let stored: Vec<u8> = t.data[start..start + 16]
-        .iter()
-        .map(|v| if v.is_nan() { -9999.0_f32 } else { *v })
-        .flat_map(f32::to_be_bytes)
-        .collect();
-    let offset = bytes
-        .windows(stored.len())
-        .position(|w| w == stored.as_slice())
-        .expect("the first 16 values of the step are stored in order");
-    bytes[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
 }
 
 #[test]

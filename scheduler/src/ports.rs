@@ -122,7 +122,8 @@ impl InputAvailability for FixedTimes {
         times.get(dataset).is_some_and(|set| set.contains(&time))
     }
 
-    /// The span of the times inserted so far; a later [`FixedTimes::insert`] widens it.
+    /// Returns the span of the times inserted so far. A later [`FixedTimes::insert`]
+    /// widens it.
     fn time_span(&self, dataset: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let times = self.times.lock().unwrap_or_else(|p| p.into_inner());
         let set = times.get(dataset)?;

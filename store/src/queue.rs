@@ -48,7 +48,7 @@ impl Lease {
     }
 }
 
-/// The end of the `lease_expired` message that a takeover claim writes. It
+/// Builds the end of the `lease_expired` message that a takeover claim writes. It
 /// distinguishes a takeover from a claim of a queued job that carries an older error.
 fn takeover_suffix(owner: &str, attempt: u32) -> String {
     format!("worker {owner} took the job over as attempt {attempt}")
