@@ -18,7 +18,7 @@ One command runs both sides:
    peak_flops).
 
 The graph covers only the convolution network (`network::forward`), not the feature
-assembly or the tendency update around it, so both sides run the same operations on
+assembly, the linear head or the tendency update around it, so both sides run the same operations on
 the same input tensor.
 
 Usage: python benches/onnx/compare.py [--rounds 3] [--seconds 5] [--batch 1,64]
@@ -43,8 +43,9 @@ from safetensors.numpy import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO / "models" / "storm-cnn"
-# Name of the climatology tensor that shares the weights file with the parameters.
-CLIMATOLOGY_TENSOR = "climatology"
+# Tensors that share the weights file with the network's parameters but are not part
+# of the network: the climatology and the linear head's coefficients.
+NON_NETWORK_TENSORS = ("climatology", "linear")
 OPSET = 17
 
 
@@ -461,7 +462,8 @@ def compare(args, batches, out_dir):
 
     manifest = json.loads((MODEL_DIR / "manifest.json").read_text())
     weights = load_file(str(MODEL_DIR / manifest["weights_file"]))
-    weights.pop(CLIMATOLOGY_TENSOR, None)
+    for name in NON_NETWORK_TENSORS:
+        weights.pop(name, None)
     n_lat = manifest["grid"]["lat"]["count"]
     n_lon = manifest["grid"]["lon"]["count"]
     model = build_graph(manifest, weights, n_lat, n_lon)

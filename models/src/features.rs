@@ -22,7 +22,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::{
-    ModelError,
+    ModelError, linear,
     manifest::{Architecture, GridSpec, UpstreamInputs, VariableStats},
     network::{self, Params},
 };
@@ -135,6 +135,9 @@ pub struct NetworkContext<'a> {
     pub static_channels: &'a Tensor,
     /// Replaces candle's forward pass when set; `None` runs [`network::forward`].
     pub forward: Option<&'a dyn NetworkForward>,
+    /// Coefficients of the linear head ([`crate::linear`]) blended with the network's
+    /// change with the weight in `arch.linear`. `None` returns the network's change alone.
+    pub linear: Option<&'a Tensor>,
 }
 
 /// Predicts the normalised state one step after `input.z_now`.
@@ -146,6 +149,13 @@ pub fn predict_normalized(
     let output = match ctx.forward {
         Some(runner) => runner.forward(&features)?,
         None => network::forward(ctx.arch, ctx.params, &features)?,
+    };
+    let output = match (ctx.linear, &ctx.arch.linear) {
+        (Some(coefficients), Some(head)) => {
+            let linear = linear::predict(head, coefficients, ctx.scales, input)?;
+            ((output * (1.0 - head.weight))? + (linear * head.weight)?)?
+        }
+        _ => output,
     };
     Ok((input.z_now + output.broadcast_mul(&ctx.scales.tendency_over_std)?)?)
 }
@@ -160,10 +170,7 @@ pub fn network_input(
 ) -> Result<Tensor, ModelError> {
     let shape = input.z_now.shape();
     let batch = input.z_now.dim(0)?;
-    let mut trend = (input.z_now - input.z_prev)?.broadcast_mul(&scales.std_over_tendency)?;
-    if let Some(valid) = input.trend_valid {
-        trend = (trend * valid)?;
-    }
+    let trend = trend(scales, input)?;
     let climate_change = input.climate_change.broadcast_as(shape)?.contiguous()?;
     let (_, _, n_lat, n_lon) = input.z_now.dims4()?;
     let coords = static_channels
@@ -176,6 +183,15 @@ pub fn network_input(
         channels.push(change);
     }
     Ok(Tensor::cat(&channels, 1)?)
+}
+
+/// Computes the trend `(now - previous) / tendency_std`, 0 where either state is missing.
+pub fn trend(scales: &Scales, input: &StepInput<'_>) -> Result<Tensor, ModelError> {
+    let trend = (input.z_now - input.z_prev)?.broadcast_mul(&scales.std_over_tendency)?;
+    Ok(match input.trend_valid {
+        Some(valid) => (trend * valid)?,
+        None => trend,
+    })
 }
 
 /// Computes `(clim(valid) - clim(now)) / tendency_std` as `[1, C, lat, lon]`.

@@ -6,6 +6,7 @@ mod error;
 pub mod evaluation;
 pub mod features;
 mod forecaster;
+pub mod linear;
 pub mod manifest;
 pub mod network;
 mod neural;

@@ -53,6 +53,25 @@ pub struct Architecture {
     /// Upstream-state input channels; absent for models trained without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamInputs>,
+    /// Linear head blended with the network's output; absent for models without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<LinearHead>,
+}
+
+/// A ridge regression on local features whose change is blended with the network's
+/// (see `crate::linear`). Its coefficients are the weights file's `linear` tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearHead {
+    /// Share of the linear change in the forecast change, in (0, 1]; the network
+    /// contributes `1 - weight`.
+    pub weight: f64,
+    /// Ridge penalty on every coefficient but the bias, in latitude-weighted squared
+    /// tendency units summed over the training cells.
+    pub ridge: f64,
+    /// Wind channel pairs `(u, v)` whose advection of every variable is a feature.
+    pub winds: Vec<[usize; 2]>,
+    /// Coefficients per variable, bias included.
+    pub features: usize,
 }
 
 /// Semi-Lagrangian upstream states fed to the network, one channel per variable: each

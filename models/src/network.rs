@@ -291,6 +291,7 @@ mod tests {
             output_channels: 2,
             parameter_count: 0,
             upstream: None,
+            linear: None,
         };
         arch.parameter_count = parameter_count(&arch);
         arch

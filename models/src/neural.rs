@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::{
     Climatology, Forecaster, FrameShape, Manifest, ModelError,
     features::{self, NetworkContext, NetworkForward, Scales, StepInput},
+    linear::{self, LINEAR_TENSOR},
     manifest::sha256_hex,
     network::{self, Params, UNET2},
 };
@@ -24,6 +25,8 @@ pub struct NeuralModel {
     climatology: Climatology,
     scales: Scales,
     static_channels: Tensor,
+    /// Coefficients of the linear head, present exactly when the architecture has one.
+    linear: Option<Tensor>,
     /// Inference forward pass in place of candle's, if one was installed.
     forward: Option<Arc<dyn NetworkForward>>,
 }
@@ -49,8 +52,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<NeuralModel, ModelError> {
     let mut tensors = candle_core::safetensors::load_buffer(&bytes, device)
         .map_err(|e| invalid(format!("not a readable safetensors file: {e}")))?;
     let climatology = take_climatology(&manifest, &mut tensors, device).map_err(invalid)?;
+    let linear = tensors.remove(LINEAR_TENSOR);
     let params: Params = tensors.into_iter().collect();
-    NeuralModel::new(manifest, params, climatology).map_err(|e| match e {
+    NeuralModel::new(manifest, params, climatology, linear).map_err(|e| match e {
         ModelError::InvalidTraining(reason) => invalid(reason),
         other => other,
     })
@@ -94,11 +98,14 @@ fn manifest_shape(manifest: &Manifest) -> FrameShape {
 }
 
 impl NeuralModel {
-    /// Assembles a model from its parts, checking that they fit together.
+    /// Assembles a model from its parts, checking that they fit together. `linear`
+    /// contains the linear head's coefficients, needed exactly when the architecture has
+    /// a linear head.
     pub fn new(
         manifest: Manifest,
         params: Params,
         climatology: Climatology,
+        linear: Option<Tensor>,
     ) -> Result<Self, ModelError> {
         let arch = &manifest.architecture;
         if arch.name != UNET2 {
@@ -108,6 +115,24 @@ impl NeuralModel {
             )));
         }
         network::check_params(arch, &params).map_err(ModelError::InvalidTraining)?;
+        match (&arch.linear, &linear) {
+            (Some(head), Some(coefficients)) => {
+                linear::check(head, manifest.variables.len(), coefficients)
+                    .map_err(ModelError::InvalidTraining)?;
+            }
+            (Some(_), None) => {
+                return Err(ModelError::InvalidTraining(format!(
+                    "the manifest has a linear head but tensor `{LINEAR_TENSOR}` is missing from \
+                     the weights file; use the weights file saved with this manifest"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(ModelError::InvalidTraining(format!(
+                    "tensor `{LINEAR_TENSOR}` is present but the manifest has no linear head"
+                )));
+            }
+            (None, None) => {}
+        }
         if climatology.shape() != manifest_shape(&manifest) {
             return Err(ModelError::InvalidTraining(format!(
                 "climatology shape {:?} does not match the manifest {:?}",
@@ -124,6 +149,7 @@ impl NeuralModel {
             climatology,
             scales,
             static_channels,
+            linear: linear.map(|t| t.to_device(&device)).transpose()?,
             forward: None,
         })
     }
@@ -141,6 +167,11 @@ impl NeuralModel {
     /// Returns the network parameters by name, as [`crate::network::param_shapes`] lists them.
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// Coefficients `[variables, features]` of the linear head, if the model has one.
+    pub fn linear(&self) -> Option<&Tensor> {
+        self.linear.as_ref()
     }
 
     /// Runs `forward` instead of candle's forward pass in [`Forecaster::step`]. The
@@ -165,6 +196,9 @@ impl NeuralModel {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut tensors: HashMap<String, Tensor> = self.params.clone().into_iter().collect();
         tensors.insert(CLIMATOLOGY_TENSOR.into(), self.climatology.tensor().clone());
+        if let Some(coefficients) = &self.linear {
+            tensors.insert(LINEAR_TENSOR.into(), coefficients.clone());
+        }
         let path = dir.join(&self.manifest.weights_file);
         candle_core::safetensors::save(&tensors, &path)?;
         let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
@@ -236,6 +270,7 @@ impl Forecaster for NeuralModel {
             scales: &self.scales,
             static_channels: &self.static_channels,
             forward: self.forward.as_deref(),
+            linear: self.linear.as_ref(),
         };
         let input = StepInput {
             z_prev: &z_prev,

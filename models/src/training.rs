@@ -21,8 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::{
     Climatology, ModelError, NeuralModel,
     features::{self, NetworkContext, Scales, StepInput},
+    linear,
     manifest::{
-        Architecture, AxisSpec, GridSpec, MANIFEST_FORMAT, Manifest, TrainingRecord,
+        Architecture, AxisSpec, GridSpec, LinearHead, MANIFEST_FORMAT, Manifest, TrainingRecord,
         UpstreamInputs, VariableStats,
     },
     network::{self, Params, UNET2},
@@ -58,6 +59,11 @@ pub struct TrainConfig {
     pub members: usize,
     /// Weighting of the rollout loss's steps against each other.
     pub lead_weights: LeadWeights,
+    /// Share of the linear head ([`crate::linear`]) in the forecast change. 0 trains
+    /// no linear head.
+    pub linear_weight: f64,
+    /// Ridge penalty of the linear head's regression.
+    pub linear_ridge: f64,
     pub model_id: String,
     pub name: String,
     /// Command line recorded in the manifest.
@@ -78,6 +84,8 @@ impl Default for TrainConfig {
             batch_size: 8,
             rollout_steps: 4,
             validation_frames: 0,
+            linear_weight: 0.0,
+            linear_ridge: 100.0,
             upstream: false,
             ema_decay: 0.0,
             members: 1,
@@ -197,12 +205,28 @@ pub fn train(
         losses.extend(member_losses);
         members.push(params);
     }
-    let (arch, params) = if members.len() == 1 {
+    let (mut arch, params) = if members.len() == 1 {
         (setup.arch.clone(), members.remove(0))
     } else {
         network::merge_members(&setup.arch, &members)?
     };
     let last = final_losses(config, &setup, &arch, &params, &losses)?;
+    let linear = if config.linear_weight > 0.0 {
+        let winds = advecting_winds(&data.variables)
+            .map(|w| linear::distinct_winds(&w))
+            .unwrap_or_default();
+        let head = LinearHead {
+            weight: config.linear_weight,
+            ridge: config.linear_ridge,
+            features: linear::feature_count(data.shape.channels, winds.len()),
+            winds,
+        };
+        let coefficients = fit_linear(&setup, &head)?;
+        arch.linear = Some(head);
+        Some(coefficients)
+    } else {
+        None
+    };
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT,
         model_id: config.model_id.clone(),
@@ -218,8 +242,41 @@ pub fn train(
         weights_sha256: String::new(),
         gridcast_version: config.gridcast_version.clone(),
     };
-    let model = NeuralModel::new(manifest, params, climatology)?;
+    let model = NeuralModel::new(manifest, params, climatology, linear)?;
     Ok(TrainedModel { model, losses })
+}
+
+/// Fits the linear head on every one-step window whose target is a fit frame, from
+/// the observed previous and current states.
+fn fit_linear(setup: &Setup, head: &LinearHead) -> Result<Tensor, ModelError> {
+    let f = &setup.frames;
+    let scales = &setup.scales;
+    let lat_weights = setup
+        .lat_weights
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec1::<f64>()?;
+    let mut samples = Vec::with_capacity(setup.fit_frames);
+    for t in 1..setup.fit_frames.saturating_sub(1) {
+        let z_prev = f.z.narrow(0, t - 1, 1)?;
+        let z_now = f.z.narrow(0, t, 1)?;
+        let z_next = f.z.narrow(0, t + 1, 1)?;
+        let valid_now = f.valid.narrow(0, t, 1)?;
+        let trend_valid = (f.valid.narrow(0, t - 1, 1)? * &valid_now)?;
+        let climate_change = f.climate_change.narrow(0, t, 1)?;
+        let input = StepInput {
+            z_prev: &z_prev,
+            z_now: &z_now,
+            trend_valid: Some(&trend_valid),
+            climate_change: &climate_change,
+        };
+        samples.push(linear::FitSample {
+            features: linear::features(&head.winds, scales, &input)?,
+            target: (z_next - &z_now)?.broadcast_mul(&scales.std_over_tendency)?,
+            mask: (f.valid.narrow(0, t + 1, 1)? * valid_now)?,
+        });
+    }
+    linear::fit(&samples, &lat_weights, head.ridge)
 }
 
 /// Losses recorded in the manifest: the members' mean training loss of the last epoch
@@ -271,6 +328,18 @@ fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelEr
             config.ema_decay
         )));
     }
+    if !(0.0..=1.0).contains(&config.linear_weight) {
+        return Err(ModelError::InvalidTraining(format!(
+            "linear head weight {} must be in [0, 1]; 0 trains no linear head",
+            config.linear_weight
+        )));
+    }
+    if !(config.linear_ridge > 0.0 && config.linear_ridge.is_finite()) {
+        return Err(ModelError::InvalidTraining(format!(
+            "linear head ridge penalty {} must be a finite number above 0, such as 100",
+            config.linear_ridge
+        )));
+    }
     if data.len() < needed {
         return Err(ModelError::InvalidTraining(format!(
             "{} frames given; {needed} are needed for {} validation frames and a {}-step rollout",
@@ -305,6 +374,7 @@ fn architecture(
         output_channels: channels,
         parameter_count: 0,
         upstream,
+        linear: None,
     };
     arch.parameter_count = network::parameter_count(&arch);
     Ok(arch)
@@ -549,6 +619,7 @@ fn window_loss(
         scales: &setup.scales,
         static_channels: &setup.static_channels,
         forward: None,
+        linear: None,
     };
     let start_valid = pick(&f.valid, 0)?;
     let trend_valid = (pick(&f.valid, -1)? * &start_valid)?;

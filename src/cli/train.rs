@@ -89,6 +89,17 @@ pub struct Args {
     /// the training steps, so every lead counts alike relative to persistence.
     #[arg(long, env = "GRIDCAST_TRAIN_LEAD_WEIGHTS", default_value = "uniform")]
     pub lead_weights: LeadWeights,
+    /// Share of the linear head in the forecast change, in [0, 1]. The head is a ridge
+    /// regression of each variable's 6 h change on local gradients, trends and
+    /// advection terms, solved in closed form after the networks are trained. The
+    /// forecast change is `(1 - weight) * network + weight * linear`. 0 trains no
+    /// head. The shipped model uses 0.5.
+    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_WEIGHT", default_value_t = 0.5)]
+    pub linear_weight: f64,
+    /// Ridge penalty of the linear head (> 0), in latitude-weighted squared
+    /// tendency units summed over the training cells.
+    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RIDGE", default_value_t = 100.0)]
+    pub linear_ridge: f64,
     /// Allow storm-1996 steps from 44 on, which are reserved for evaluation.
     #[arg(long, env = "GRIDCAST_TRAIN_ALLOW_HELD_OUT", default_value_t = false)]
     pub allow_held_out_steps: bool,
@@ -242,6 +253,8 @@ fn train_config(args: &Args) -> TrainConfig {
         ema_decay: args.ema_decay,
         members: args.members,
         lead_weights: args.lead_weights,
+        linear_weight: args.linear_weight,
+        linear_ridge: args.linear_ridge,
         model_id: model_id(&args.out),
         command: command_line(),
         gridcast_version: env!("CARGO_PKG_VERSION").into(),

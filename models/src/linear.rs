@@ -1,0 +1,318 @@
+//! The linear head: a ridge regression of each variable's one-step change on local
+//! features of the current state, blended with the network's change at inference.
+//!
+//! On the storm-1996 validation steps the average of the two changes scored better
+//! than either alone (docs/model.md). The regression is solved in closed form, so it
+//! has no seed and no epochs. Its features, per cell, all in the network's units
+//! (normalised states, tendency units for changes), are in this order:
+//!
+//! 1. the climatological change (one per variable);
+//! 2. the current state, then its difference to each of the four neighbours (north,
+//!    south, east, west), edge cells repeating themselves;
+//! 3. the trend, then its four neighbour differences, as in 2;
+//! 4. for each wind pair `(u, v)` of [`LinearHead::winds`]: `u / 10 m/s` times the
+//!    centred eastward difference of each variable, then `v / 10 m/s` times the centred
+//!    northward difference. These are the advection terms `u * d(state)/dx` and
+//!    `v * d(state)/dy` up to the grid spacing, which the coefficients absorb;
+//! 5. a constant 1 (the bias).
+//!
+//! The coefficients form a `[variables, features]` tensor named [`LINEAR_TENSOR`] in
+//! the weights file. The blended change is `(1 - weight) * network + weight * linear`.
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::{
+    ModelError,
+    features::{Scales, StepInput, denormalize_state, trend},
+    manifest::LinearHead,
+};
+
+/// Name of the coefficient tensor inside the weights file.
+pub const LINEAR_TENSOR: &str = "linear";
+
+/// Wind speed that maps to 1 in the advection features, in m/s.
+const WIND_SCALE_MS: f64 = 10.0;
+
+/// Neighbour offsets `(lat, lon)` in index steps: north, south, east, west (latitude
+/// increases with the index in the canonical grid).
+const NEIGHBOURS: [(isize, isize); 4] = [(1, 0), (-1, 0), (0, 1), (0, -1)];
+
+/// Number of coefficients per variable, bias included, for `channels` variables and
+/// `wind_pairs` advecting winds.
+pub fn feature_count(channels: usize, wind_pairs: usize) -> usize {
+    channels * (1 + 2 * (1 + NEIGHBOURS.len()) + 2 * wind_pairs) + 1
+}
+
+/// Lists the distinct `(u, v)` channel pairs among `winds`, in first-seen order.
+pub fn distinct_winds(winds: &[[usize; 2]]) -> Vec<[usize; 2]> {
+    let mut pairs: Vec<[usize; 2]> = Vec::new();
+    for pair in winds {
+        if !pairs.contains(pair) {
+            pairs.push(*pair);
+        }
+    }
+    pairs
+}
+
+/// Checks that `head` fits `channels` variables and that `coefficients` has its shape.
+pub fn check(head: &LinearHead, channels: usize, coefficients: &Tensor) -> Result<(), String> {
+    if !(head.weight > 0.0 && head.weight <= 1.0) {
+        return Err(format!(
+            "linear head weight {} is outside (0, 1]; retrain with `--linear-weight` in (0, 1] \
+             or 0 to train without the head",
+            head.weight
+        ));
+    }
+    if let Some(pair) = head.winds.iter().find(|p| p.iter().any(|&c| c >= channels)) {
+        return Err(format!(
+            "linear head wind channels {pair:?} do not exist among {channels} variables"
+        ));
+    }
+    let count = feature_count(channels, head.winds.len());
+    if head.features != count {
+        return Err(format!(
+            "linear head lists {} coefficients per variable, but {channels} variables and {} \
+             wind pairs make {count}",
+            head.features,
+            head.winds.len()
+        ));
+    }
+    let expected = [channels, count];
+    if coefficients.dims() != expected {
+        return Err(format!(
+            "tensor `{LINEAR_TENSOR}` has shape {:?} but the manifest needs {expected:?}",
+            coefficients.dims()
+        ));
+    }
+    Ok(())
+}
+
+/// Moves `x` (`[B, C, lat, lon]`) by `d_lat` and `d_lon` cells (each -1, 0 or 1): the
+/// result contains the value of cell `(i + d_lat, j + d_lon)`, edge cells repeated.
+fn neighbour(x: &Tensor, d_lat: isize, d_lon: isize) -> Result<Tensor, ModelError> {
+    let (_, _, n_lat, n_lon) = x.dims4()?;
+    let mut out = x.clone();
+    if d_lat != 0 {
+        out = out
+            .pad_with_same(2, 1, 1)?
+            .narrow(2, (1 + d_lat) as usize, n_lat)?;
+    }
+    if d_lon != 0 {
+        out = out
+            .pad_with_same(3, 1, 1)?
+            .narrow(3, (1 + d_lon) as usize, n_lon)?;
+    }
+    Ok(out)
+}
+
+/// Pushes `x` and its four neighbour differences onto `out`.
+fn with_neighbours(x: &Tensor, out: &mut Vec<Tensor>) -> Result<(), ModelError> {
+    out.push(x.clone());
+    for (d_lat, d_lon) in NEIGHBOURS {
+        out.push((neighbour(x, d_lat, d_lon)? - x)?);
+    }
+    Ok(())
+}
+
+/// Builds the features of the module docs without the bias: `[B, features - 1, lat,
+/// lon]`.
+pub fn features(
+    winds: &[[usize; 2]],
+    scales: &Scales,
+    input: &StepInput<'_>,
+) -> Result<Tensor, ModelError> {
+    let z = input.z_now;
+    let climate_change = input.climate_change.broadcast_as(z.shape())?.contiguous()?;
+    let mut parts = vec![climate_change];
+    with_neighbours(z, &mut parts)?;
+    with_neighbours(&trend(scales, input)?, &mut parts)?;
+    if !winds.is_empty() {
+        let physical = denormalize_state(z, scales)?;
+        let d_lon = ((neighbour(z, 0, 1)? - neighbour(z, 0, -1)?)? * 0.5)?;
+        let d_lat = ((neighbour(z, 1, 0)? - neighbour(z, -1, 0)?)? * 0.5)?;
+        for &[u, v] in winds {
+            let u = (physical.narrow(1, u, 1)? / WIND_SCALE_MS)?;
+            let v = (physical.narrow(1, v, 1)? / WIND_SCALE_MS)?;
+            parts.push(d_lon.broadcast_mul(&u)?);
+            parts.push(d_lat.broadcast_mul(&v)?);
+        }
+    }
+    Ok(Tensor::cat(&parts, 1)?)
+}
+
+/// Predicts the linear change in tendency units, `[B, C, lat, lon]`.
+pub fn predict(
+    head: &LinearHead,
+    coefficients: &Tensor,
+    scales: &Scales,
+    input: &StepInput<'_>,
+) -> Result<Tensor, ModelError> {
+    let x = features(&head.winds, scales, input)?;
+    let (batch, n_features, n_lat, n_lon) = x.dims4()?;
+    let channels = coefficients.dim(0)?;
+    let weights = coefficients.narrow(1, 0, n_features)?.unsqueeze(0)?;
+    let bias = coefficients.narrow(1, n_features, 1)?.unsqueeze(0)?;
+    let flat = x.reshape((batch, n_features, n_lat * n_lon))?;
+    let out = weights.broadcast_matmul(&flat)?.broadcast_add(&bias)?;
+    Ok(out.reshape((batch, channels, n_lat, n_lon))?)
+}
+
+/// Weighted normal equations of one variable's regression, accumulated in f64.
+#[derive(Debug, Clone)]
+pub struct NormalEquations {
+    n: usize,
+    /// Upper triangle of `X^T W X`, row-major, `n * n`.
+    gram: Vec<f64>,
+    /// `X^T W y`.
+    rhs: Vec<f64>,
+    /// Number of samples added.
+    samples: usize,
+}
+
+impl NormalEquations {
+    /// Empty equations for `n` coefficients, the last of which is the bias.
+    pub fn new(n: usize) -> Self {
+        NormalEquations {
+            n,
+            gram: vec![0.0; n * n],
+            rhs: vec![0.0; n],
+            samples: 0,
+        }
+    }
+
+    /// Adds one sample: `features` contains the `n - 1` features (the bias is implied),
+    /// `target` the change and `weight` its weight in the squared error.
+    pub fn add(&mut self, features: &[f32], target: f32, weight: f64) {
+        let n = self.n;
+        debug_assert_eq!(features.len() + 1, n);
+        let x = |k: usize| if k + 1 == n { 1.0 } else { features[k] as f64 };
+        for i in 0..n {
+            let wx = weight * x(i);
+            self.rhs[i] += wx * target as f64;
+            let row = &mut self.gram[i * n..(i + 1) * n];
+            for (j, cell) in row.iter_mut().enumerate().skip(i) {
+                *cell += wx * x(j);
+            }
+        }
+        self.samples += 1;
+    }
+
+    /// Number of samples added so far.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Solves `(X^T W X + ridge * I') b = X^T W y`, where `I'` spares the bias, by a
+    /// Cholesky factorisation. Fails if the system is not positive definite, which
+    /// with `ridge > 0` happens only when no sample was added.
+    pub fn solve(&self, ridge: f64) -> Result<Vec<f64>, String> {
+        let n = self.n;
+        let mut a = vec![0.0; n * n];
+        for i in 0..n {
+            for j in i..n {
+                a[i * n + j] = self.gram[i * n + j];
+                a[j * n + i] = self.gram[i * n + j];
+            }
+            if i + 1 < n {
+                a[i * n + i] += ridge;
+            }
+        }
+        // In-place Cholesky: the lower triangle becomes L with A = L L^T.
+        for j in 0..n {
+            let mut d = a[j * n + j];
+            for k in 0..j {
+                d -= a[j * n + k] * a[j * n + k];
+            }
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(format!(
+                    "the regression is singular at coefficient {j} of {n} after {} samples",
+                    self.samples
+                ));
+            }
+            let d = d.sqrt();
+            a[j * n + j] = d;
+            for i in j + 1..n {
+                let mut s = a[i * n + j];
+                for k in 0..j {
+                    s -= a[i * n + k] * a[j * n + k];
+                }
+                a[i * n + j] = s / d;
+            }
+        }
+        let mut b = self.rhs.clone();
+        for i in 0..n {
+            for k in 0..i {
+                b[i] -= a[i * n + k] * b[k];
+            }
+            b[i] /= a[i * n + i];
+        }
+        for i in (0..n).rev() {
+            for k in i + 1..n {
+                b[i] -= a[k * n + i] * b[k];
+            }
+            b[i] /= a[i * n + i];
+        }
+        Ok(b)
+    }
+}
+
+/// One training window's data for [`fit`], all on the CPU.
+pub struct FitSample {
+    /// Features `[1, features - 1, lat, lon]` from [`features`].
+    pub features: Tensor,
+    /// Observed change in tendency units, `[1, C, lat, lon]`.
+    pub target: Tensor,
+    /// 0/1 mask `[1, C, lat, lon]` of the cells whose change counts.
+    pub mask: Tensor,
+}
+
+/// Fits the coefficients `[C, features]` by ridge regression over `samples`, each cell
+/// weighted by `lat_weights` (one per latitude row).
+pub fn fit(samples: &[FitSample], lat_weights: &[f64], ridge: f64) -> Result<Tensor, ModelError> {
+    let invalid = |reason: String| ModelError::InvalidTraining(reason);
+    let Some(first) = samples.first() else {
+        return Err(invalid(
+            "the linear head needs at least one training window".into(),
+        ));
+    };
+    let (_, n_features, n_lat, n_lon) = first.features.dims4()?;
+    let channels = first.target.dim(1)?;
+    let cells = n_lat * n_lon;
+    let mut host = Vec::with_capacity(samples.len());
+    for s in samples {
+        let cpu = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
+            Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        host.push((cpu(&s.features)?, cpu(&s.target)?, cpu(&s.mask)?));
+    }
+    let per_variable: Vec<Result<Vec<f64>, String>> = (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let mut eq = NormalEquations::new(n_features + 1);
+            let mut row = vec![0.0f32; n_features];
+            for (features, target, mask) in &host {
+                for cell in 0..cells {
+                    if mask[c * cells + cell] == 0.0 {
+                        continue;
+                    }
+                    for (k, value) in row.iter_mut().enumerate() {
+                        *value = features[k * cells + cell];
+                    }
+                    eq.add(&row, target[c * cells + cell], lat_weights[cell / n_lon]);
+                }
+            }
+            eq.solve(ridge)
+        })
+        .collect();
+    let mut coefficients = Vec::with_capacity(channels * (n_features + 1));
+    for (c, result) in per_variable.into_iter().enumerate() {
+        let b = result.map_err(|e| invalid(format!("linear head of variable {c}: {e}")))?;
+        coefficients.extend(b.into_iter().map(|v| v as f32));
+    }
+    Ok(Tensor::from_vec(
+        coefficients,
+        (channels, n_features + 1),
+        &Device::Cpu,
+    )?)
+}

@@ -1,0 +1,347 @@
+//! The linear head: its regression solver, its features on real storm-1996 states,
+//! its blend with the network, and how a model with a head is saved and loaded.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use common::storm::{load_storm, slice_steps, storm_dir};
+use gridcast_models::{
+    Forecaster, ModelError, NeuralModel, TrainConfig, TrainingData,
+    features::{self, NetworkContext, Scales, StepInput},
+    linear::{self, FitSample, NormalEquations},
+    load, train,
+};
+
+fn storm_frames(steps: std::ops::Range<usize>) -> TrainingData {
+    slice_steps(&load_storm(&storm_dir()), steps)
+}
+
+fn state(data: &TrainingData, t: usize) -> Tensor {
+    let s = data.shape;
+    Tensor::from_slice(
+        data.frame(t),
+        (1, s.channels, s.n_lat, s.n_lon),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Trains a tiny two-member model with upstream inputs and a linear head, trained on steps
+/// 0-9.
+fn tiny_model_with_head(data: &TrainingData) -> NeuralModel {
+    let config = TrainConfig {
+        seed: 5,
+        epochs: 2,
+        width: 4,
+        batch_size: 4,
+        rollout_steps: 2,
+        members: 2,
+        upstream: true,
+        linear_weight: 0.5,
+        command: "cargo test".into(),
+        ..TrainConfig::default()
+    };
+    train(&config, data, &mut |_| {}).unwrap().model
+}
+
+/// The normalised inputs of one step from steps `t - 1` and `t` of `data`.
+struct Inputs {
+    z_prev: Tensor,
+    z_now: Tensor,
+    trend_valid: Tensor,
+    climate_change: Tensor,
+}
+
+impl Inputs {
+    fn new(model: &NeuralModel, data: &TrainingData, t: usize) -> Self {
+        let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
+        let clim = |t: usize| model.climatology().field(data.valid_hours[t]).unwrap();
+        let (z_prev, valid_prev) =
+            features::normalize_state(&state(data, t - 1), &clim(t - 1), &scales).unwrap();
+        let (z_now, valid_now) =
+            features::normalize_state(&state(data, t), &clim(t), &scales).unwrap();
+        Inputs {
+            z_prev,
+            z_now,
+            trend_valid: (valid_prev * valid_now).unwrap(),
+            climate_change: features::climate_change(&clim(t), &clim(t + 1), &scales).unwrap(),
+        }
+    }
+
+    fn step_input(&self) -> StepInput<'_> {
+        StepInput {
+            z_prev: &self.z_prev,
+            z_now: &self.z_now,
+            trend_valid: Some(&self.trend_valid),
+            climate_change: &self.climate_change,
+        }
+    }
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn solve_matches_a_regression_worked_by_hand() {
+    // y = 2 x + 1 at x = 0, 1, 2, unit weights.
+    let mut eq = NormalEquations::new(2);
+    for (x, y) in [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)] {
+        eq.add(&[x], y, 1.0);
+    }
+    assert_eq!(eq.samples(), 3);
+    // Without a penalty the line is recovered exactly (to f64 rounding).
+    let b = eq.solve(1e-12).unwrap();
+    assert!(
+        (b[0] - 2.0).abs() < 1e-9 && (b[1] - 1.0).abs() < 1e-9,
+        "{b:?}"
+    );
+    // With ridge 1 on the slope only, the normal equations are
+    // [[5 + 1, 3], [3, 3]] (a, c) = (13, 9), so a = 4/3 and c = 5/3.
+    let b = eq.solve(1.0).unwrap();
+    assert!(
+        (b[0] - 4.0 / 3.0).abs() < 1e-12 && (b[1] - 5.0 / 3.0).abs() < 1e-12,
+        "{b:?}"
+    );
+    // A weight of 2 counts a sample twice.
+    let mut doubled = NormalEquations::new(2);
+    let mut repeated = NormalEquations::new(2);
+    for (x, y, w) in [(0.0, 1.0, 2.0), (1.0, 2.5, 1.0), (3.0, 4.0, 1.0)] {
+        doubled.add(&[x], y, w);
+        for _ in 0..w as usize {
+            repeated.add(&[x], y, 1.0);
+        }
+    }
+    let (a, b) = (doubled.solve(0.5).unwrap(), repeated.solve(0.5).unwrap());
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-12),
+        "{a:?} {b:?}"
+    );
+}
+
+#[test]
+fn solve_without_samples_is_an_error() {
+    let err = NormalEquations::new(3).solve(1.0).unwrap_err();
+    assert!(
+        err.contains("singular") && err.contains("0 samples"),
+        "{err}"
+    );
+}
+
+#[test]
+fn fit_recovers_known_coefficients_from_storm_features() {
+    // Targets made by known coefficients from the features of real storm-1996 states
+    // must come back from the fit. The features are f32 and strongly correlated
+    // (neighbour differences), so the check is on the fitted change, to 1e-3 of its
+    // RMS, and on the coefficients to 1e-2.
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let head = model.manifest().architecture.linear.clone().unwrap();
+    let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
+    let channels = data.shape.channels;
+    let n = head.features;
+    let known: Vec<f32> = (0..channels * n)
+        .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.2)
+        .collect();
+    let known = Tensor::from_vec(known, (channels, n), &Device::Cpu).unwrap();
+    let mut samples = Vec::new();
+    for t in 1..10 {
+        let inputs = Inputs::new(&model, &data, t);
+        let input = inputs.step_input();
+        let target = linear::predict(&head, &known, &scales, &input).unwrap();
+        samples.push(FitSample {
+            features: linear::features(&head.winds, &scales, &input).unwrap(),
+            mask: target.ones_like().unwrap(),
+            target,
+        });
+    }
+    let lat_weights: Vec<f64> = data.lat.iter().map(|l| l.to_radians().cos()).collect();
+    let fitted = linear::fit(&samples, &lat_weights, 1e-6).unwrap();
+    assert_eq!(fitted.dims(), &[channels, n]);
+    let inputs = Inputs::new(&model, &data, 10);
+    let input = inputs.step_input();
+    let want = values(&linear::predict(&head, &known, &scales, &input).unwrap());
+    let got = values(&linear::predict(&head, &fitted, &scales, &input).unwrap());
+    let rms = (want.iter().map(|x| x * x).sum::<f32>() / want.len() as f32).sqrt();
+    let worst = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-3 * rms, "worst {worst}, RMS {rms}");
+    let coefficient_error = values(&known)
+        .iter()
+        .zip(values(&fitted))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(coefficient_error < 1e-2, "{coefficient_error}");
+}
+
+#[test]
+fn features_follow_the_documented_order() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let head = model.manifest().architecture.linear.clone().unwrap();
+    let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
+    let inputs = Inputs::new(&model, &data, 6);
+    let x = linear::features(&head.winds, &scales, &inputs.step_input()).unwrap();
+    let (c, n_lat, n_lon) = (data.shape.channels, data.shape.n_lat, data.shape.n_lon);
+    // 6 climatological changes, 6 x 5 state features, 6 x 5 trend features and 2 x 2
+    // x 6 advection terms. The bias is not a feature channel.
+    assert_eq!(head.winds, vec![[2, 3], [4, 5]]);
+    assert_eq!(head.features, 6 + 30 + 30 + 24 + 1);
+    assert_eq!(x.dims(), &[1, head.features - 1, n_lat, n_lon]);
+    let channel = |k: usize| values(&x.narrow(1, k, 1).unwrap());
+    let z = values(&inputs.z_now);
+    let at = |v: &[f32], var: usize, i: usize, j: usize| v[(var * n_lat + i) * n_lon + j];
+    // Cell (10, 10), variable t (1): the state, its northward difference, and the
+    // surface advection term `u / 10 * (east - west) / 2`.
+    let (i, j) = (10, 10);
+    assert_eq!(at(&channel(c + 1), 0, i, j), at(&z, 1, i, j));
+    let t_north = 2 * c + 1;
+    let north = at(&channel(t_north), 0, i, j);
+    assert!((north - (at(&z, 1, i + 1, j) - at(&z, 1, i, j))).abs() < 1e-6);
+    // The northward difference of the top row is 0: the edge repeats itself.
+    assert_eq!(at(&channel(t_north), 0, n_lat - 1, j), 0.0);
+    let stats = &model.manifest().variables[2];
+    let u = at(&z, 2, i, j) as f64 * stats.std + stats.mean;
+    let east_west = (at(&z, 1, i, j + 1) - at(&z, 1, i, j - 1)) as f64 / 2.0;
+    // After the climatological changes (c) and the state and trend blocks (5c each).
+    let advection = at(&channel(11 * c + 1), 0, i, j) as f64;
+    assert!(
+        (advection - u / 10.0 * east_west).abs() < 1e-5,
+        "{advection} against {}",
+        u / 10.0 * east_west
+    );
+}
+
+#[test]
+fn step_blends_network_and_linear_changes() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let manifest = model.manifest();
+    let head = manifest.architecture.linear.clone().unwrap();
+    assert_eq!(head.weight, 0.5);
+    let scales = Scales::new(&manifest.variables, &Device::Cpu).unwrap();
+    let static_channels = features::static_channels(&manifest.grid, &Device::Cpu).unwrap();
+    let inputs = Inputs::new(&model, &data, 10);
+    let input = inputs.step_input();
+    let ctx = NetworkContext {
+        arch: &manifest.architecture,
+        params: model.params(),
+        scales: &scales,
+        static_channels: &static_channels,
+        forward: None,
+        linear: None,
+    };
+    let network_only = values(&features::predict_normalized(&ctx, &input).unwrap());
+    let linear_change = values(
+        &linear::predict(&head, model.linear().unwrap(), &scales, &input)
+            .unwrap()
+            .broadcast_mul(&scales.tendency_over_std)
+            .unwrap(),
+    );
+    let z_now = values(&inputs.z_now);
+    let stepped = model
+        .step(&[state(&data, 9), state(&data, 10)], data.valid_hours[11])
+        .unwrap();
+    let (z_step, _) = features::normalize_state(
+        &stepped,
+        &model.climatology().field(data.valid_hours[11]).unwrap(),
+        &scales,
+    )
+    .unwrap();
+    let z_step = values(&z_step);
+    let mut worst = 0.0f32;
+    for k in 0..z_now.len() {
+        let want = z_now[k] + 0.5 * (network_only[k] - z_now[k]) + 0.5 * linear_change[k];
+        worst = worst.max((z_step[k] - want).abs());
+    }
+    // Tolerance: the step goes through physical units and back in f32.
+    assert!(worst < 1e-4, "largest difference {worst}");
+    // The two changes differ, so the blend is not trivially either of them.
+    let differ = network_only
+        .iter()
+        .zip(&z_now)
+        .zip(&linear_change)
+        .filter(|((n, z), l)| ((*n - *z) - **l).abs() > 1e-3)
+        .count();
+    assert!(differ > z_now.len() / 2, "{differ} of {}", z_now.len());
+}
+
+#[test]
+fn head_round_trips_and_mismatches_are_rejected() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = model.save(dir.path()).unwrap();
+    let loaded = load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.manifest(), &manifest);
+    assert_eq!(
+        values(loaded.linear().unwrap()),
+        values(model.linear().unwrap())
+    );
+    let history = [state(&data, 9), state(&data, 10)];
+    let a = values(&model.step(&history, 18).unwrap());
+    let b = values(&loaded.step(&history, 18).unwrap());
+    assert_eq!(a, b);
+
+    // A manifest without the head while the file contains its tensor.
+    let mut edited = manifest.clone();
+    edited.architecture.linear = None;
+    edited.write(dir.path()).unwrap();
+    let err = load(dir.path(), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, ModelError::InvalidWeights { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tensor `linear` is present but the manifest has no linear head"),
+        "{err}"
+    );
+
+    // A weight outside (0, 1] and a feature count that does not fit the tensor.
+    for (weight, features, expected) in [
+        (
+            1.5,
+            manifest.architecture.linear.as_ref().unwrap().features,
+            "outside (0, 1]",
+        ),
+        (
+            0.5,
+            7,
+            "lists 7 coefficients per variable, but 6 variables and 2 wind pairs make 91",
+        ),
+    ] {
+        let mut edited = manifest.clone();
+        let head = edited.architecture.linear.as_mut().unwrap();
+        head.weight = weight;
+        head.features = features;
+        edited.write(dir.path()).unwrap();
+        let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn training_rejects_bad_head_settings() {
+    let data = storm_frames(0..10);
+    for (weight, ridge, expected) in [
+        (1.5, 100.0, "linear head weight 1.5 must be in [0, 1]"),
+        (-0.1, 100.0, "linear head weight -0.1 must be in [0, 1]"),
+        (0.5, 0.0, "ridge penalty 0 must be a finite number above 0"),
+        (
+            0.5,
+            f64::NAN,
+            "ridge penalty NaN must be a finite number above 0",
+        ),
+    ] {
+        let config = TrainConfig {
+            epochs: 1,
+            width: 2,
+            linear_weight: weight,
+            linear_ridge: ridge,
+            ..TrainConfig::default()
+        };
+        let err = train(&config, &data, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
