@@ -141,8 +141,24 @@ pub fn features(
     Ok(Tensor::cat(&parts, 1)?)
 }
 
-/// Predicts the linear change in tendency units, `[B, C, lat, lon]`.
+/// Predicts the linear change in tendency units, `[B, C, lat, lon]`. On the CPU,
+/// without gradients, it runs [`predict_direct`], else [`predict_on_device`].
 pub fn predict(
+    head: &LinearHead,
+    coefficients: &Tensor,
+    scales: &Scales,
+    input: &StepInput<'_>,
+) -> Result<Tensor, ModelError> {
+    if input.z_now.device().is_cpu() && !input.z_now.track_op() {
+        predict_direct(head, coefficients, scales, input)
+    } else {
+        predict_on_device(head, coefficients, scales, input)
+    }
+}
+
+/// Predicts the linear change with candle operations on the input's device: the
+/// feature tensor of [`features`] times the coefficients.
+pub fn predict_on_device(
     head: &LinearHead,
     coefficients: &Tensor,
     scales: &Scales,
@@ -156,6 +172,172 @@ pub fn predict(
     let flat = x.reshape((batch, n_features, n_lat * n_lon))?;
     let out = weights.broadcast_matmul(&flat)?.broadcast_add(&bias)?;
     Ok(out.reshape((batch, channels, n_lat, n_lon))?)
+}
+
+/// Host copies of one step's inputs for [`predict_direct`].
+struct DirectInputs {
+    z: Vec<f32>,
+    trend: Vec<f32>,
+    climate_change: Vec<f32>,
+    /// Whether `climate_change` has one batch member shared by all.
+    shared_climate: bool,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+/// Predicts the linear change on the CPU without building the feature tensor. Batch
+/// members run in parallel, and each computes one feature plane at a time and adds
+/// it to every variable's output plane. It computes what [`predict_on_device`] computes
+/// but sums in another order, so results differ by f32 rounding.
+pub fn predict_direct(
+    head: &LinearHead,
+    coefficients: &Tensor,
+    scales: &Scales,
+    input: &StepInput<'_>,
+) -> Result<Tensor, ModelError> {
+    let (batch, channels, n_lat, n_lon) = input.z_now.dims4()?;
+    let host = |t: &Tensor| -> Result<Vec<f32>, ModelError> {
+        Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let inputs = DirectInputs {
+        z: host(input.z_now)?,
+        trend: host(&trend(scales, input)?)?,
+        climate_change: host(input.climate_change)?,
+        shared_climate: input.climate_change.dim(0)? == 1,
+        mean: host(&scales.mean)?,
+        std: host(&scales.std)?,
+    };
+    let coefficients = host(coefficients)?;
+    let plane = n_lat * n_lon;
+    let member = channels * plane;
+    let mut out = vec![0.0f32; batch * member];
+    out.par_chunks_mut(member).enumerate().for_each(|(b, out)| {
+        predict_member(
+            head,
+            &coefficients,
+            &inputs,
+            b,
+            (channels, n_lat, n_lon),
+            out,
+        )
+    });
+    Ok(Tensor::from_vec(
+        out,
+        input.z_now.shape(),
+        input.z_now.device(),
+    )?)
+}
+
+/// Fills `out` (`[C, lat, lon]`) with batch member `b`'s linear change.
+fn predict_member(
+    head: &LinearHead,
+    coefficients: &[f32],
+    inputs: &DirectInputs,
+    b: usize,
+    (channels, n_lat, n_lon): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    let plane = n_lat * n_lon;
+    let member = channels * plane;
+    let n_coefficients = head.features;
+    let z = &inputs.z[b * member..(b + 1) * member];
+    let trend = &inputs.trend[b * member..(b + 1) * member];
+    let climate = if inputs.shared_climate {
+        &inputs.climate_change[..member]
+    } else {
+        &inputs.climate_change[b * member..(b + 1) * member]
+    };
+    for (c, out) in out.chunks_mut(plane).enumerate() {
+        out.fill(coefficients[c * n_coefficients + n_coefficients - 1]);
+    }
+    let mut k = 0;
+    let mut add = |feature: &[f32], out: &mut [f32]| {
+        for (c, out) in out.chunks_mut(plane).enumerate() {
+            let weight = coefficients[c * n_coefficients + k];
+            for (o, x) in out.iter_mut().zip(feature) {
+                *o += weight * x;
+            }
+        }
+        k += 1;
+    };
+
+    let mut feature = vec![0.0f32; plane];
+    for v in 0..channels {
+        add(&climate[v * plane..(v + 1) * plane], out);
+    }
+    for field in [z, trend] {
+        for v in 0..channels {
+            add(&field[v * plane..(v + 1) * plane], out);
+        }
+        for (d_lat, d_lon) in NEIGHBOURS {
+            for v in 0..channels {
+                let x = &field[v * plane..(v + 1) * plane];
+                neighbour_difference(x, (n_lat, n_lon), d_lat, d_lon, &mut feature);
+                add(&feature, out);
+            }
+        }
+    }
+
+    let wind_scale = WIND_SCALE_MS.recip() as f32;
+    let mut wind = vec![0.0f32; plane];
+    for &[u, v] in &head.winds {
+        for (wind_channel, d_lat, d_lon) in [(u, 0, 1), (v, 1, 0)] {
+            let (mean, std) = (inputs.mean[wind_channel], inputs.std[wind_channel]);
+            let z_wind = &z[wind_channel * plane..(wind_channel + 1) * plane];
+            for (w, zw) in wind.iter_mut().zip(z_wind) {
+                *w = (zw * std + mean) * wind_scale;
+            }
+            for var in 0..channels {
+                let x = &z[var * plane..(var + 1) * plane];
+                centred_difference(x, (n_lat, n_lon), d_lat, d_lon, &mut feature);
+                for (f, w) in feature.iter_mut().zip(&wind) {
+                    *f *= w;
+                }
+                add(&feature, out);
+            }
+        }
+    }
+    debug_assert_eq!(k + 1, n_coefficients);
+}
+
+/// Writes `x[clamp(i + d_lat), clamp(j + d_lon)] - x[i, j]` into `out`.
+fn neighbour_difference(
+    x: &[f32],
+    (n_lat, n_lon): (usize, usize),
+    d_lat: isize,
+    d_lon: isize,
+    out: &mut [f32],
+) {
+    for i in 0..n_lat {
+        let ni = clamp_index(i, d_lat, n_lat);
+        for j in 0..n_lon {
+            let nj = clamp_index(j, d_lon, n_lon);
+            out[i * n_lon + j] = x[ni * n_lon + nj] - x[i * n_lon + j];
+        }
+    }
+}
+
+/// Writes the centred difference `(x[+1] - x[-1]) * 0.5` along the axis that
+/// `(d_lat, d_lon)` points to into `out`, edge cells repeated.
+fn centred_difference(
+    x: &[f32],
+    (n_lat, n_lon): (usize, usize),
+    d_lat: isize,
+    d_lon: isize,
+    out: &mut [f32],
+) {
+    for i in 0..n_lat {
+        let (up, down) = (clamp_index(i, d_lat, n_lat), clamp_index(i, -d_lat, n_lat));
+        for j in 0..n_lon {
+            let (right, left) = (clamp_index(j, d_lon, n_lon), clamp_index(j, -d_lon, n_lon));
+            out[i * n_lon + j] = (x[up * n_lon + right] - x[down * n_lon + left]) * 0.5;
+        }
+    }
+}
+
+/// Moves index `i` by `d` within `0..n`, stopping at the edges.
+fn clamp_index(i: usize, d: isize, n: usize) -> usize {
+    (i as isize + d).clamp(0, n as isize - 1) as usize
 }
 
 /// Weighted normal equations of one variable's regression, accumulated in f64.

@@ -345,3 +345,47 @@ fn training_rejects_bad_head_settings() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn direct_prediction_matches_candle() {
+    // The direct CPU path sums the features in another order than candle's matrix
+    // product, so the two agree to f32 rounding: 1e-5 relative to the largest change.
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let head = model.manifest().architecture.linear.clone().unwrap();
+    let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
+    let coefficients = model.linear().unwrap();
+    let members: Vec<Inputs> = [4, 7, 10]
+        .into_iter()
+        .map(|t| Inputs::new(&model, &data, t))
+        .collect();
+    let cat = |pick: &dyn Fn(&Inputs) -> &Tensor| {
+        let parts: Vec<&Tensor> = members.iter().map(pick).collect();
+        Tensor::cat(&parts, 0).unwrap()
+    };
+    let z_prev = cat(&|m| &m.z_prev);
+    let z_now = cat(&|m| &m.z_now);
+    let trend_valid = cat(&|m| &m.trend_valid);
+    let per_member_climate = cat(&|m| &m.climate_change);
+    // One climatological change per member, then one shared by the whole batch.
+    for climate_change in [&per_member_climate, &members[0].climate_change] {
+        let input = StepInput {
+            z_prev: &z_prev,
+            z_now: &z_now,
+            trend_valid: Some(&trend_valid),
+            climate_change,
+        };
+        let direct = linear::predict_direct(&head, coefficients, &scales, &input).unwrap();
+        let on_device = linear::predict_on_device(&head, coefficients, &scales, &input).unwrap();
+        assert_eq!(direct.dims(), on_device.dims());
+        let (direct, on_device) = (values(&direct), values(&on_device));
+        let largest = on_device.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let worst = direct
+            .iter()
+            .zip(&on_device)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(largest > 0.1, "largest change {largest}");
+        assert!(worst <= 1e-5 * largest, "worst {worst}, largest {largest}");
+    }
+}
