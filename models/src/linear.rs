@@ -186,7 +186,7 @@ struct DirectInputs {
 }
 
 /// Predicts the linear change on the CPU without building the feature tensor. Batch
-/// members run in parallel, and each computes one feature plane at a time and adds
+/// members run in parallel, and each member computes one feature plane at a time and adds
 /// it to every variable's output plane. It computes what [`predict_on_device`] computes
 /// but sums in another order, so results differ by f32 rounding.
 pub fn predict_direct(
@@ -211,7 +211,7 @@ pub fn predict_direct(
     let plane = n_lat * n_lon;
     let member = channels * plane;
     let mut out = vec![0.0f32; batch * member];
-    out.par_chunks_mut(member).enumerate().for_each(|(b, out)| {
+    let run = |(b, out): (usize, &mut [f32])| {
         predict_member(
             head,
             &coefficients,
@@ -220,7 +220,14 @@ pub fn predict_direct(
             (channels, n_lat, n_lon),
             out,
         )
-    });
+    };
+    // A single member runs on the calling thread: handing it to the pool wakes rayon's
+    // workers, which then compete with the network's thread for the cores.
+    if batch > 1 && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(member).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(member).enumerate().for_each(run);
+    }
     Ok(Tensor::from_vec(
         out,
         input.z_now.shape(),
