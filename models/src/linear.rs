@@ -44,45 +44,95 @@ pub fn feature_count(channels: usize, wind_pairs: usize) -> usize {
     channels * (1 + 2 * (1 + NEIGHBOURS.len()) + 2 * wind_pairs) + 1
 }
 
-/// Lists the distinct `(u, v)` channel pairs among `winds`, in first-seen order.
-pub fn distinct_winds(winds: &[[usize; 2]]) -> Vec<[usize; 2]> {
-    let mut pairs: Vec<[usize; 2]> = Vec::new();
-    for pair in winds {
-        if !pairs.contains(pair) {
-            pairs.push(*pair);
+/// Picks the wind pairs whose advection terms the head uses: `(u<level>, v<level>)`
+/// for every level, surface (no digits) or pressure (as in `u500`), where both winds
+/// are variables. Returns channel pairs in the order the variables first need them.
+pub fn head_winds<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Vec<[usize; 2]> {
+    let position = |wanted: &str| names.clone().into_iter().position(|n| n == wanted);
+    let mut pairs = Vec::new();
+    for name in names.clone() {
+        let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+        if let (Some(u), Some(v)) = (
+            position(&format!("u{level}")),
+            position(&format!("v{level}")),
+        ) && !pairs.contains(&[u, v])
+        {
+            pairs.push([u, v]);
         }
     }
     pairs
 }
 
-/// Checks that `head` fits `channels` variables and that `coefficients` has its shape.
-pub fn check(head: &LinearHead, channels: usize, coefficients: &Tensor) -> Result<(), String> {
+/// Checks a manifest's head against its variables: the weight, the penalty, the wind
+/// pairs that training derives from the variable names, and the coefficient count.
+pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
+    let retrain = "retrain with `gridcast train`, or restore the manifest.json saved with \
+                   these weights";
     if !(head.weight > 0.0 && head.weight <= 1.0) {
         return Err(format!(
-            "linear head weight {} is outside (0, 1]; retrain with `--linear-weight` in (0, 1] \
-             or 0 to train without the head",
+            "architecture.linear.weight is {}; it must be in (0, 1]. Set the weight the \
+             model was trained with (0.5 for the shipped model), or {retrain}",
             head.weight
         ));
     }
-    if let Some(pair) = head.winds.iter().find(|p| p.iter().any(|&c| c >= channels)) {
+    if !(head.ridge > 0.0 && head.ridge.is_finite()) {
         return Err(format!(
-            "linear head wind channels {pair:?} do not exist among {channels} variables"
+            "architecture.linear.ridge is {}; it must be finite and above 0. {retrain}",
+            head.ridge
         ));
     }
-    let count = feature_count(channels, head.winds.len());
+    let winds = head_winds(names.iter().copied());
+    if head.winds != winds {
+        return Err(format!(
+            "architecture.linear.winds is {:?}, but the variables {names:?} give the wind \
+             pairs {winds:?} (u and v of each level). {retrain}",
+            head.winds
+        ));
+    }
+    let count = feature_count(names.len(), winds.len());
     if head.features != count {
         return Err(format!(
-            "linear head lists {} coefficients per variable, but {channels} variables and {} \
-             wind pairs make {count}",
+            "architecture.linear.features is {}, but {} variables and {} wind pairs give {count} \
+             coefficients per variable. {retrain}",
             head.features,
-            head.winds.len()
+            names.len(),
+            winds.len()
         ));
     }
-    let expected = [channels, count];
+    Ok(())
+}
+
+/// Checks that `coefficients` fits `head`: f32, shape `[variables, features]` and
+/// every value finite.
+pub fn check_coefficients(
+    head: &LinearHead,
+    channels: usize,
+    coefficients: &Tensor,
+) -> Result<(), String> {
+    if coefficients.dtype() != candle_core::DType::F32 {
+        return Err(format!(
+            "tensor `{LINEAR_TENSOR}` is {:?} but must be F32",
+            coefficients.dtype()
+        ));
+    }
+    let expected = [channels, head.features];
     if coefficients.dims() != expected {
         return Err(format!(
             "tensor `{LINEAR_TENSOR}` has shape {:?} but the manifest needs {expected:?}",
             coefficients.dims()
+        ));
+    }
+    let values = coefficients
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| format!("tensor `{LINEAR_TENSOR}` cannot be read: {e}"))?;
+    if let Some(at) = values.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "tensor `{LINEAR_TENSOR}` has the non-finite value {} for variable {} at \
+             coefficient {}; retrain with `gridcast train`",
+            values[at],
+            at / head.features,
+            at % head.features
         ));
     }
     Ok(())

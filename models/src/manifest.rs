@@ -256,6 +256,15 @@ impl Manifest {
                 error: <serde_json::Error as serde::de::Error>::custom(message),
             });
         }
+        if let Some(head) = &manifest.architecture.linear {
+            let names: Vec<&str> = manifest.variables.iter().map(|v| v.name.as_str()).collect();
+            crate::linear::check_head(head, &names).map_err(|message| {
+                ModelError::ManifestJson {
+                    path: path.clone(),
+                    error: <serde_json::Error as serde::de::Error>::custom(message),
+                }
+            })?;
+        }
         if let Some(message) = manifest.invalid_statistics() {
             return Err(ModelError::ManifestJson {
                 path,

@@ -117,7 +117,9 @@ impl NeuralModel {
         network::check_params(arch, &params).map_err(ModelError::InvalidTraining)?;
         match (&arch.linear, &linear) {
             (Some(head), Some(coefficients)) => {
-                linear::check(head, manifest.variables.len(), coefficients)
+                let names: Vec<&str> = manifest.variables.iter().map(|v| v.name.as_str()).collect();
+                linear::check_head(head, &names)
+                    .and_then(|()| linear::check_coefficients(head, names.len(), coefficients))
                     .map_err(ModelError::InvalidTraining)?;
             }
             (Some(_), None) => {
@@ -128,7 +130,8 @@ impl NeuralModel {
             }
             (None, Some(_)) => {
                 return Err(ModelError::InvalidTraining(format!(
-                    "tensor `{LINEAR_TENSOR}` is present but the manifest has no linear head"
+                    "tensor `{LINEAR_TENSOR}` is present but the manifest has no linear head; \
+                     restore the manifest.json saved with these weights"
                 )));
             }
             (None, None) => {}

@@ -212,9 +212,7 @@ pub fn train(
     };
     let last = final_losses(config, &setup, &arch, &params, &losses)?;
     let linear = if config.linear_weight > 0.0 {
-        let winds = advecting_winds(&data.variables)
-            .map(|w| linear::distinct_winds(&w))
-            .unwrap_or_default();
+        let winds = linear::head_winds(data.variables.iter().map(|(name, _)| name.as_str()));
         let head = LinearHead {
             weight: config.linear_weight,
             ridge: config.linear_ridge,

@@ -9,7 +9,9 @@ use gridcast_models::{
     Forecaster, ModelError, NeuralModel, TrainConfig, TrainingData,
     features::{self, NetworkContext, Scales, StepInput},
     linear::{self, FitSample, NormalEquations},
-    load, train,
+    load,
+    manifest::{LinearHead, sha256_hex},
+    train,
 };
 
 fn storm_frames(steps: std::ops::Range<usize>) -> TrainingData {
@@ -298,26 +300,90 @@ fn head_round_trips_and_mismatches_are_rejected() {
         "{err}"
     );
 
-    // A weight outside (0, 1] and a feature count that does not fit the tensor.
-    for (weight, features, expected) in [
+    // Manifest values that cannot describe this head are manifest errors.
+    type Edit = fn(&mut LinearHead);
+    let cases: [(&str, Edit, &str); 5] = [
         (
-            1.5,
-            manifest.architecture.linear.as_ref().unwrap().features,
-            "outside (0, 1]",
+            "weight",
+            |h| h.weight = 1.5,
+            "architecture.linear.weight is 1.5; it must be in (0, 1]",
         ),
         (
-            0.5,
-            7,
-            "lists 7 coefficients per variable, but 6 variables and 2 wind pairs make 91",
+            "zero weight",
+            |h| h.weight = 0.0,
+            "architecture.linear.weight is 0;",
         ),
-    ] {
+        (
+            "ridge",
+            |h| h.ridge = -5.0,
+            "architecture.linear.ridge is -5; it must be finite",
+        ),
+        (
+            "winds",
+            |h| h.winds = vec![[0, 1], [4, 5]],
+            "architecture.linear.winds is [[0, 1], [4, 5]], but the variables",
+        ),
+        (
+            "features",
+            |h| h.features = 7,
+            "architecture.linear.features is 7, but 6 variables and 2 wind pairs give 91",
+        ),
+    ];
+    for (case, edit, expected) in cases {
         let mut edited = manifest.clone();
-        let head = edited.architecture.linear.as_mut().unwrap();
-        head.weight = weight;
-        head.features = features;
+        edit(edited.architecture.linear.as_mut().unwrap());
         edited.write(dir.path()).unwrap();
-        let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains(expected), "{err}");
+        let err = load(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(
+            matches!(err, ModelError::ManifestJson { .. }),
+            "{case}: {err}"
+        );
+        assert!(err.to_string().contains(expected), "{case}: {err}");
+        assert!(
+            err.to_string().contains("retrain with `gridcast train`"),
+            "{case}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_coefficient_tensors_are_rejected() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let coefficients = model.linear().unwrap().clone();
+    let n = coefficients.elem_count();
+    let mut with_nan = values(&coefficients);
+    with_nan[n - 3] = f32::NAN;
+    let mut with_inf = values(&coefficients);
+    with_inf[8] = f32::INFINITY;
+    let shape = coefficients.dims().to_vec();
+    let cases = [
+        (
+            Tensor::from_vec(with_nan, shape.as_slice(), &Device::Cpu).unwrap(),
+            "non-finite value NaN for variable 5 at coefficient 88",
+        ),
+        (
+            Tensor::from_vec(with_inf, shape.as_slice(), &Device::Cpu).unwrap(),
+            "non-finite value inf for variable 0 at coefficient 8",
+        ),
+        (
+            coefficients.to_dtype(candle_core::DType::F64).unwrap(),
+            "tensor `linear` is F64 but must be F32",
+        ),
+    ];
+    for (tensor, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = model.save(dir.path()).unwrap();
+        let path = dir.path().join(&manifest.weights_file);
+        let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        tensors.insert("linear".into(), tensor);
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let mut edited = manifest.clone();
+        edited.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+        edited.write(dir.path()).unwrap();
+        let err = load(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(matches!(err, ModelError::InvalidWeights { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
     }
 }
 

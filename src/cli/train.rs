@@ -112,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    check_linear_flags(&args)?;
     let steps = parse_steps(&args.train_steps)?;
     // NOTE: GridError is not Send + Sync, so anyhow cannot keep it as the source; its
     // message is kept instead.
@@ -262,6 +263,25 @@ fn train_config(args: &Args) -> TrainConfig {
     }
 }
 
+/// Rejects linear head settings before any data is read, naming the flag.
+fn check_linear_flags(args: &Args) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.linear_weight) {
+        bail!(
+            "--linear-weight {} is outside [0, 1]; use 0.5 (the shipped setting), or 0 to \
+             train without a linear head",
+            args.linear_weight
+        );
+    }
+    if !(args.linear_ridge > 0.0 && args.linear_ridge.is_finite()) {
+        bail!(
+            "--linear-ridge {} must be a finite number above 0, such as 100 (the shipped \
+             setting)",
+            args.linear_ridge
+        );
+    }
+    Ok(())
+}
+
 /// The command line with the program path reduced to `gridcast`, so the manifest
 /// does not record where the binary happened to live.
 fn command_line() -> String {
@@ -375,6 +395,36 @@ mod tests {
         assert!(parse_steps("9-5").is_err());
         assert!(parse_steps("a-5").is_err());
         assert!(parse_steps("").is_err());
+    }
+
+    #[test]
+    fn linear_flags_rejected_with_flag_name() {
+        for (flags, expected) in [
+            (
+                ["--linear-weight", "1.5"],
+                "--linear-weight 1.5 is outside [0, 1]",
+            ),
+            (
+                ["--linear-weight", "NaN"],
+                "--linear-weight NaN is outside [0, 1]",
+            ),
+            (
+                ["--linear-ridge", "0"],
+                "--linear-ridge 0 must be a finite number above 0",
+            ),
+            (
+                ["--linear-ridge", "inf"],
+                "--linear-ridge inf must be a finite number above 0",
+            ),
+        ] {
+            let args = Cli::parse_from(["train", flags[0], flags[1]]).args;
+            let err = check_linear_flags(&args).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let shipped = Cli::parse_from(["train"]).args;
+        assert!(check_linear_flags(&shipped).is_ok());
+        let without_head = Cli::parse_from(["train", "--linear-weight", "0"]).args;
+        assert!(check_linear_flags(&without_head).is_ok());
     }
 
     #[test]
