@@ -258,9 +258,11 @@ pub fn predict_direct(
         std: host(&scales.std)?,
     };
     let coefficients = host(coefficients)?;
+
     let plane = n_lat * n_lon;
     let member = channels * plane;
     let mut out = vec![0.0f32; batch * member];
+
     let run = |(b, out): (usize, &mut [f32])| {
         predict_member(
             head,

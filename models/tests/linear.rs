@@ -92,6 +92,7 @@ fn solve_matches_a_regression_worked_by_hand() {
         eq.add(&[x], y, 1.0);
     }
     assert_eq!(eq.samples(), 3);
+
     // Without a penalty the line is recovered exactly (to f64 rounding).
     let b = eq.solve(1e-12).unwrap();
     assert!(
@@ -105,6 +106,7 @@ fn solve_matches_a_regression_worked_by_hand() {
         (b[0] - 4.0 / 3.0).abs() < 1e-12 && (b[1] - 5.0 / 3.0).abs() < 1e-12,
         "{b:?}"
     );
+
     // A weight of 2 counts a sample twice.
     let mut doubled = NormalEquations::new(2);
     let mut repeated = NormalEquations::new(2);
@@ -146,6 +148,7 @@ fn fit_recovers_known_coefficients_from_storm_features() {
         .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.2)
         .collect();
     let known = Tensor::from_vec(known, (channels, n), &Device::Cpu).unwrap();
+
     let mut samples = Vec::new();
     for t in 1..10 {
         let inputs = Inputs::new(&model, &data, t);
@@ -157,9 +160,11 @@ fn fit_recovers_known_coefficients_from_storm_features() {
             target,
         });
     }
+
     let lat_weights: Vec<f64> = data.lat.iter().map(|l| l.to_radians().cos()).collect();
     let fitted = linear::fit(&samples, &lat_weights, 1e-6).unwrap();
     assert_eq!(fitted.dims(), &[channels, n]);
+
     let inputs = Inputs::new(&model, &data, 10);
     let input = inputs.step_input();
     let want = values(&linear::predict(&head, &known, &scales, &input).unwrap());
@@ -171,6 +176,7 @@ fn fit_recovers_known_coefficients_from_storm_features() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3 * rms, "worst {worst}, RMS {rms}");
+
     let coefficient_error = values(&known)
         .iter()
         .zip(values(&fitted))
@@ -187,12 +193,14 @@ fn features_follow_the_documented_order() {
     let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
     let inputs = Inputs::new(&model, &data, 6);
     let x = linear::features(&head.winds, &scales, &inputs.step_input()).unwrap();
+
     let (c, n_lat, n_lon) = (data.shape.channels, data.shape.n_lat, data.shape.n_lon);
     // 6 climatological changes, 6 x 5 state features, 6 x 5 trend features and 2 x 2
     // x 6 advection terms. The bias is not a feature channel.
     assert_eq!(head.winds, vec![[2, 3], [4, 5]]);
     assert_eq!(head.features, 6 + 30 + 30 + 24 + 1);
     assert_eq!(x.dims(), &[1, head.features - 1, n_lat, n_lon]);
+
     let channel = |k: usize| values(&x.narrow(1, k, 1).unwrap());
     let z = values(&inputs.z_now);
     let at = |v: &[f32], var: usize, i: usize, j: usize| v[(var * n_lat + i) * n_lon + j];
@@ -205,6 +213,7 @@ fn features_follow_the_documented_order() {
     assert!((north - (at(&z, 1, i + 1, j) - at(&z, 1, i, j))).abs() < 1e-6);
     // The northward difference of the top row is 0: the edge repeats itself.
     assert_eq!(at(&channel(t_north), 0, n_lat - 1, j), 0.0);
+
     let stats = &model.manifest().variables[2];
     let u = at(&z, 2, i, j) as f64 * stats.std + stats.mean;
     let east_west = (at(&z, 1, i, j + 1) - at(&z, 1, i, j - 1)) as f64 / 2.0;
@@ -236,6 +245,7 @@ fn step_blends_network_and_linear_changes() {
         forward: None,
         linear: None,
     };
+
     let network_only = values(&features::predict_normalized(&ctx, &input).unwrap());
     let linear_change = values(
         &linear::predict(&head, model.linear().unwrap(), &scales, &input)
@@ -243,6 +253,7 @@ fn step_blends_network_and_linear_changes() {
             .broadcast_mul(&scales.tendency_over_std)
             .unwrap(),
     );
+
     let z_now = values(&inputs.z_now);
     let stepped = model
         .step(&[state(&data, 9), state(&data, 10)], data.valid_hours[11])
@@ -254,6 +265,7 @@ fn step_blends_network_and_linear_changes() {
     )
     .unwrap();
     let z_step = values(&z_step);
+
     let mut worst = 0.0f32;
     for k in 0..z_now.len() {
         let want = z_now[k] + 0.5 * (network_only[k] - z_now[k]) + 0.5 * linear_change[k];
@@ -261,6 +273,7 @@ fn step_blends_network_and_linear_changes() {
     }
     // Tolerance: the step goes through physical units and back in f32.
     assert!(worst < 1e-4, "largest difference {worst}");
+
     // The two changes differ, so the blend is not trivially either of them.
     let differ = network_only
         .iter()
@@ -433,6 +446,7 @@ fn direct_prediction_matches_candle() {
     let z_now = cat(&|m| &m.z_now);
     let trend_valid = cat(&|m| &m.trend_valid);
     let per_member_climate = cat(&|m| &m.climate_change);
+
     // One climatological change per member, then one shared by the whole batch.
     for climate_change in [&per_member_climate, &members[0].climate_change] {
         let input = StepInput {
