@@ -29,6 +29,9 @@ pub struct Catalog {
     /// the catalog was trained on.
     climatologies: BTreeMap<String, Arc<Climatology>>,
     models: BTreeMap<String, Arc<NeuralModel>>,
+    /// Load error per model directory name, for model directories that failed to load.
+    /// Requests for such a model get its error, and the other models stay usable.
+    unloadable: BTreeMap<String, String>,
 }
 
 /// A dataset as `GET /v1/datasets` lists it.
@@ -86,7 +89,9 @@ pub struct ModelInfo {
 
 impl Catalog {
     /// Loads every dataset directory under `data_root` that has a `dataset.toml`, and
-    /// every model directory under `model_root` that has a `manifest.json`.
+    /// every model directory under `model_root` that has a `manifest.json`. A dataset
+    /// that fails to open fails the catalog. A model that fails to load is logged and
+    /// kept out, and requests for it get its load error.
     pub fn open(data_root: &Path, model_root: &Path) -> Result<Catalog, EngineError> {
         let mut datasets = BTreeMap::new();
         for dir in subdirectories_with(data_root, "dataset.toml", "data")? {
@@ -98,12 +103,21 @@ impl Catalog {
         }
         let mut models = BTreeMap::new();
         let mut climatologies = BTreeMap::new();
+        let mut unloadable = BTreeMap::new();
         for dir in subdirectories_with(model_root, "manifest.json", "model")? {
-            let mut model =
-                gridcast_models::load(&dir, &Device::Cpu).map_err(|err| EngineError::Model {
-                    model: dir.display().to_string(),
-                    message: err.to_string(),
-                })?;
+            let mut model = match gridcast_models::load(&dir, &Device::Cpu) {
+                Ok(model) => model,
+                Err(err) => {
+                    tracing::warn!(
+                        model = %dir.display(),
+                        error = %err,
+                        "model not loaded; the other models stay available"
+                    );
+                    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+                    unloadable.insert(name.unwrap_or_default(), err.to_string());
+                    continue;
+                }
+            };
             match KernelForward::from_model(&model) {
                 Ok(forward) => model.set_forward(Arc::new(forward)),
                 Err(err) => tracing::warn!(
@@ -126,7 +140,13 @@ impl Catalog {
             datasets,
             climatologies,
             models,
+            unloadable,
         })
+    }
+
+    /// Returns the load error of model directory `name`, if it failed to load.
+    pub fn load_error(&self, name: &str) -> Option<&str> {
+        self.unloadable.get(name).map(String::as_str)
     }
 
     /// Returns the trained model `id` as forecasts run it, with the CPU kernel installed.
@@ -313,15 +333,23 @@ impl Catalog {
                 }),
             },
             other => {
-                let model = self.models.get(other).ok_or_else(|| EngineError::Model {
-                    model: other.to_string(),
-                    message: format!(
+                if let Some(model) = self.models.get(other) {
+                    return Forecaster::neural(model.clone(), dataset);
+                }
+                let message = match self.unloadable.get(other) {
+                    Some(error) => {
+                        format!("its directory under the model root failed to load: {error}")
+                    }
+                    None => format!(
                         "not found under the model root; available: {}. Train it with \
                          `gridcast train` or choose another model",
                         self.model_ids().join(", ")
                     ),
-                })?;
-                Forecaster::neural(model.clone(), dataset)
+                };
+                Err(EngineError::Model {
+                    model: other.to_string(),
+                    message,
+                })
             }
         }
     }

@@ -57,6 +57,16 @@ impl Catalog {
             (None, Some(default)) => default.clone(),
             (None, None) => PERSISTENCE.to_string(),
         };
+        if let Some(error) = self.load_error(&id) {
+            return Err(RequestError::new(
+                "model",
+                format!(
+                    "model {} is under the model root but failed to load, so it cannot run: \
+                     {error}. Fix or retrain it, or choose another model",
+                    quote_input(&id)
+                ),
+            ));
+        }
         if !self.model_ids().contains(&id) {
             return Err(RequestError::new(
                 "model",

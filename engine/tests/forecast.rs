@@ -381,3 +381,47 @@ fn long_request_values_cut() {
         );
     }
 }
+
+#[test]
+fn broken_model_leaves_others_usable() {
+    // A model directory whose manifest does not parse sits beside the shipped model.
+    let root = tempfile::tempdir().unwrap();
+    let shipped = repo().join("models/storm-cnn");
+    let good = root.path().join("storm-cnn");
+    std::fs::create_dir(&good).unwrap();
+    for name in ["manifest.json", "model.safetensors"] {
+        std::fs::copy(shipped.join(name), good.join(name)).unwrap();
+    }
+    let broken = root.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
+    let catalog = Catalog::open(&repo().join("data"), root.path()).expect("catalog opens");
+
+    let error = catalog.load_error("broken").expect("load error recorded");
+    assert!(error.contains("manifest.json"), "{error}");
+    assert!(catalog.load_error("storm-cnn").is_none());
+    assert!(!catalog.model_ids().contains(&"broken".to_string()));
+
+    // The shipped model still validates and runs.
+    let validated = catalog
+        .validate(
+            &request("storm-cnn", "1996-01-16T00:00:00Z", 6),
+            &RequestLimits::default(),
+        )
+        .unwrap();
+    let out = root.path().join("forecast.nc");
+    run_forecast(&catalog, &validated, &out, &RunControl::none()).unwrap();
+    assert!(out.is_file());
+
+    // A request for the broken model gets its load error, not "unknown model".
+    let err = catalog
+        .validate(
+            &request("broken", "1996-01-16T00:00:00Z", 6),
+            &RequestLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("failed to load"), "{err}");
+    assert!(err.contains("manifest.json"), "{err}");
+    assert!(!err.contains("unknown model"), "{err}");
+}
