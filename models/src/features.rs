@@ -194,6 +194,17 @@ pub fn trend(scales: &Scales, input: &StepInput<'_>) -> Result<Tensor, ModelErro
     })
 }
 
+/// Finds the channels of the winds `u<level>` and `v<level>` at the level of variable
+/// `name`: the digits it ends with (as in `v500`), or none for the surface winds.
+pub fn level_winds(name: &str, names: &[&str]) -> Option<[usize; 2]> {
+    let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+    let position = |wanted: String| names.iter().position(|n| *n == wanted);
+    Some([
+        position(format!("u{level}"))?,
+        position(format!("v{level}"))?,
+    ])
+}
+
 /// Computes `(clim(valid) - clim(now)) / tendency_std` as `[1, C, lat, lon]`.
 pub fn climate_change(
     clim_now: &Tensor,

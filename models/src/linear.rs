@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use crate::{
     ModelError,
-    features::{Scales, StepInput, denormalize_state, trend},
+    features::{Scales, StepInput, denormalize_state, level_winds, trend},
     manifest::LinearHead,
 };
 
@@ -47,17 +47,11 @@ pub fn feature_count(channels: usize, wind_pairs: usize) -> usize {
 /// Picks the wind pairs whose advection terms the head uses: `(u<level>, v<level>)`
 /// for every level, surface (no digits) or pressure (as in `u500`), where both winds
 /// are variables. Returns channel pairs in the order the variables first need them.
-pub fn head_winds<'a>(names: impl IntoIterator<Item = &'a str> + Clone) -> Vec<[usize; 2]> {
-    let position = |wanted: &str| names.clone().into_iter().position(|n| n == wanted);
+pub fn head_winds(names: &[&str]) -> Vec<[usize; 2]> {
     let mut pairs = Vec::new();
-    for name in names.clone() {
-        let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
-        if let (Some(u), Some(v)) = (
-            position(&format!("u{level}")),
-            position(&format!("v{level}")),
-        ) && !pairs.contains(&[u, v])
-        {
-            pairs.push([u, v]);
+    for pair in names.iter().filter_map(|name| level_winds(name, names)) {
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
         }
     }
     pairs
@@ -81,7 +75,7 @@ pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
             head.ridge
         ));
     }
-    let winds = head_winds(names.iter().copied());
+    let winds = head_winds(names);
     if head.winds != winds {
         return Err(format!(
             "architecture.linear.winds is {:?}, but the variables {names:?} give the wind \
@@ -331,7 +325,8 @@ fn predict_member(
         for (d_lat, d_lon) in NEIGHBOURS {
             for v in 0..channels {
                 let x = &field[v * plane..(v + 1) * plane];
-                neighbour_difference(x, (n_lat, n_lon), d_lat, d_lon, &mut feature);
+                // Multiplying by 1 is exact, so this equals the plain difference.
+                offset_difference(x, (n_lat, n_lon), (0, 0), (d_lat, d_lon), 1.0, &mut feature);
                 add(&feature, out);
             }
         }
@@ -348,7 +343,8 @@ fn predict_member(
             }
             for var in 0..channels {
                 let x = &z[var * plane..(var + 1) * plane];
-                centred_difference(x, (n_lat, n_lon), d_lat, d_lon, &mut feature);
+                let (forward, backward) = ((d_lat, d_lon), (-d_lat, -d_lon));
+                offset_difference(x, (n_lat, n_lon), backward, forward, 0.5, &mut feature);
                 for (f, w) in feature.iter_mut().zip(&wind) {
                     *f *= w;
                 }
@@ -359,37 +355,21 @@ fn predict_member(
     debug_assert_eq!(k + 1, n_coefficients);
 }
 
-/// Writes `x[clamp(i + d_lat), clamp(j + d_lon)] - x[i, j]` into `out`.
-fn neighbour_difference(
+/// Writes `(x[cell + to] - x[cell + from]) * scale` for every cell into `out`. The
+/// offsets are `(lat, lon)` in cells, and offsets past an edge stop at the edge cell.
+fn offset_difference(
     x: &[f32],
     (n_lat, n_lon): (usize, usize),
-    d_lat: isize,
-    d_lon: isize,
+    from: (isize, isize),
+    to: (isize, isize),
+    scale: f32,
     out: &mut [f32],
 ) {
     for i in 0..n_lat {
-        let ni = clamp_index(i, d_lat, n_lat);
+        let (to_i, from_i) = (clamp_index(i, to.0, n_lat), clamp_index(i, from.0, n_lat));
         for j in 0..n_lon {
-            let nj = clamp_index(j, d_lon, n_lon);
-            out[i * n_lon + j] = x[ni * n_lon + nj] - x[i * n_lon + j];
-        }
-    }
-}
-
-/// Writes the centred difference `(x[+1] - x[-1]) * 0.5` along the axis that
-/// `(d_lat, d_lon)` points to into `out`, edge cells repeated.
-fn centred_difference(
-    x: &[f32],
-    (n_lat, n_lon): (usize, usize),
-    d_lat: isize,
-    d_lon: isize,
-    out: &mut [f32],
-) {
-    for i in 0..n_lat {
-        let (up, down) = (clamp_index(i, d_lat, n_lat), clamp_index(i, -d_lat, n_lat));
-        for j in 0..n_lon {
-            let (right, left) = (clamp_index(j, d_lon, n_lon), clamp_index(j, -d_lon, n_lon));
-            out[i * n_lon + j] = (x[up * n_lon + right] - x[down * n_lon + left]) * 0.5;
+            let (to_j, from_j) = (clamp_index(j, to.1, n_lon), clamp_index(j, from.1, n_lon));
+            out[i * n_lon + j] = (x[to_i * n_lon + to_j] - x[from_i * n_lon + from_j]) * scale;
         }
     }
 }

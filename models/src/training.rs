@@ -212,7 +212,7 @@ pub fn train(
     };
     let last = final_losses(config, &setup, &arch, &params, &losses)?;
     let linear = if config.linear_weight > 0.0 {
-        let winds = linear::head_winds(data.variables.iter().map(|(name, _)| name.as_str()));
+        let winds = linear::head_winds(&variable_names(&data.variables));
         let head = LinearHead {
             weight: config.linear_weight,
             ridge: config.linear_ridge,
@@ -382,21 +382,23 @@ fn architecture(
 /// variable whose name ends in digits (a pressure level, as in `v500`), else the
 /// surface wind `u` and `v`.
 fn advecting_winds(variables: &[(String, String)]) -> Result<Vec<[usize; 2]>, ModelError> {
-    let position = |name: &str| variables.iter().position(|(n, _)| n == name);
-    variables
+    let names = variable_names(variables);
+    names
         .iter()
-        .map(|(name, _)| {
-            let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
-            let (u, v) = (format!("u{level}"), format!("v{level}"));
-            match (position(&u), position(&v)) {
-                (Some(u), Some(v)) => Ok([u, v]),
-                _ => Err(ModelError::InvalidTraining(format!(
-                    "upstream inputs need the wind `{u}` and `{v}` to move `{name}`, but the \
-                     data has no such variables"
-                ))),
-            }
+        .map(|name| {
+            features::level_winds(name, &names).ok_or_else(|| {
+                let level = &name[name.trim_end_matches(|c: char| c.is_ascii_digit()).len()..];
+                ModelError::InvalidTraining(format!(
+                    "upstream inputs need the wind `u{level}` and `v{level}` to move `{name}`, \
+                     but the data has no such variables"
+                ))
+            })
         })
         .collect()
+}
+
+fn variable_names(variables: &[(String, String)]) -> Vec<&str> {
+    variables.iter().map(|(name, _)| name.as_str()).collect()
 }
 
 fn training_record(

@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::storm::{load_storm, slice_steps, storm_dir};
+use common::storm::{load_storm, slice_steps, state, storm_dir};
 use gridcast_models::{
     Forecaster, ModelError, NeuralModel, TrainConfig, TrainingData,
     features::{self, NetworkContext, Scales, StepInput},
@@ -16,16 +16,6 @@ use gridcast_models::{
 
 fn storm_frames(steps: std::ops::Range<usize>) -> TrainingData {
     slice_steps(&load_storm(&storm_dir()), steps)
-}
-
-fn state(data: &TrainingData, t: usize) -> Tensor {
-    let s = data.shape;
-    Tensor::from_slice(
-        data.frame(t),
-        (1, s.channels, s.n_lat, s.n_lon),
-        &Device::Cpu,
-    )
-    .unwrap()
 }
 
 /// Trains a tiny two-member model with upstream inputs and a linear head, trained on steps

@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use common::storm::{load_storm, slice_steps, storm_dir};
+use common::storm::{load_storm, slice_steps, state, storm_dir};
 use gridcast_models::{
     Climatology, Forecaster, FrameShape, InputSpec, LeadWeights, ModelError, Persistence,
     TrainConfig, TrainingData, load, masked_mse, persistence_rmse_by_lead, train,
@@ -59,16 +59,6 @@ fn odd_grid_data(n_lat: usize, n_lon: usize, frames: usize) -> TrainingData {
         dataset_name: "synthetic".into(),
         dataset_sha256: "none".into(),
     }
-}
-
-fn state(data: &TrainingData, t: usize) -> Tensor {
-    let s = data.shape;
-    Tensor::from_slice(
-        data.frame(t),
-        (1, s.channels, s.n_lat, s.n_lon),
-        &Device::Cpu,
-    )
-    .unwrap()
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::{Device, Tensor};
 use gridcast_models::{FrameShape, TrainingData, manifest::sha256_hex};
 
 /// Files in channel order, with the variable name inside each file and its units.
@@ -105,4 +106,17 @@ pub fn slice_steps(data: &TrainingData, range: std::ops::Range<usize>) -> Traini
         step_indices: data.step_indices[range].to_vec(),
         ..data.clone()
     }
+}
+
+/// Frame `t` of `data` as a `[1, C, lat, lon]` state on the CPU.
+// Each test binary compiles this module, and not every one builds states.
+#[allow(dead_code)]
+pub fn state(data: &TrainingData, t: usize) -> Tensor {
+    let s = data.shape;
+    Tensor::from_slice(
+        data.frame(t),
+        (1, s.channels, s.n_lat, s.n_lon),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
