@@ -202,6 +202,7 @@ pub fn predict(
 
 /// Predicts the linear change with candle operations on the input's device: the
 /// feature tensor of [`features`] times the coefficients.
+// NOTE: only the CPU has run this path (in tests and training); it has not run on CUDA.
 pub fn predict_on_device(
     head: &LinearHead,
     coefficients: &Tensor,
