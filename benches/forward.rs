@@ -92,11 +92,13 @@ fn linear_head(
         let (z_now, valid_now) = features::normalize_state(&history[1], &clim(0), &scales).unwrap();
         let trend_valid = (valid_prev * valid_now).unwrap();
         let climate_change = features::climate_change(&clim(0), &clim(6), &scales).unwrap();
+        let climate_now = features::normalize_climatology(&clim(0), &scales).unwrap();
         let input = StepInput {
             z_prev: &z_prev,
             z_now: &z_now,
             trend_valid: Some(&trend_valid),
             climate_change: &climate_change,
+            climate_now: &climate_now,
         };
         group.throughput(Throughput::Elements(
             (batch * z_now.dims()[2] * z_now.dims()[3]) as u64,

@@ -258,11 +258,13 @@ fn build_inputs(
 
     // The same assembly as `features::predict_normalized`.
     let static_channels = features::static_channels(&manifest.grid, device)?;
+    let climate_now = features::normalize_climatology(&clim_now, &scales)?;
     let step_input = features::StepInput {
         z_prev: &z_prev,
         z_now: &z_now,
         trend_valid: Some(&trend_valid),
         climate_change: &climate_change,
+        climate_now: &climate_now,
     };
     let features_tensor = features::network_input(
         &manifest.architecture,

@@ -103,6 +103,14 @@ pub fn normalize_state(
     Ok((z, valid))
 }
 
+/// Normalises a climatology field `[C, lat, lon]` like the states: `[1, C, lat, lon]`.
+pub fn normalize_climatology(climatology: &Tensor, scales: &Scales) -> Result<Tensor, ModelError> {
+    Ok(climatology
+        .unsqueeze(0)?
+        .broadcast_sub(&scales.mean)?
+        .broadcast_div(&scales.std)?)
+}
+
 /// Converts a normalised state back to physical units.
 pub fn denormalize_state(z: &Tensor, scales: &Scales) -> Result<Tensor, ModelError> {
     Ok(z.broadcast_mul(&scales.std)?.broadcast_add(&scales.mean)?)
@@ -116,6 +124,9 @@ pub struct StepInput<'a> {
     pub trend_valid: Option<&'a Tensor>,
     /// Climatological change in tendency units, `[1, C, lat, lon]` or `[B, C, lat, lon]`.
     pub climate_change: &'a Tensor,
+    /// Climatology of the hour of `z_now`, normalised like the states, `[1, C, lat, lon]`
+    /// or `[B, C, lat, lon]`. Only the linear head's anomaly reads it.
+    pub climate_now: &'a Tensor,
 }
 
 /// Runs the network in place of [`network::forward`] at inference, for example a CPU

@@ -7,17 +7,21 @@
 //! (normalised states, tendency units for changes), are in this order:
 //!
 //! 1. the climatological change (one per variable);
-//! 2. the current state, then its difference to each of the four neighbours (north,
-//!    south, east, west), edge cells repeating themselves;
-//! 3. the trend, then its four neighbour differences, as in 2;
+//! 2. the current state, then its difference to the cell at each offset of
+//!    [`LinearHead::offsets`], edge cells repeating themselves;
+//! 3. the trend, then its difference to each of the four neighbours (north, south,
+//!    east, west), as in 2;
 //! 4. for each wind pair `(u, v)` of [`LinearHead::winds`]: `u / 10 m/s` times the
 //!    centred eastward difference of each variable, then `v / 10 m/s` times the centred
 //!    northward difference. These are the advection terms `u * d(state)/dx` and
 //!    `v * d(state)/dy` up to the grid spacing, which the coefficients absorb;
-//! 5. a constant 1 (the bias).
+//! 5. if [`LinearHead::anomaly`] is set, the current state minus the climatology of
+//!    its hour (one per variable);
+//! 6. a constant 1 (the bias).
 //!
-//! The coefficients form a `[variables, features]` tensor named [`LINEAR_TENSOR`] in
-//! the weights file. The blended change is `(1 - weight) * network + weight * linear`.
+//! Within each group the variables run in their order, innermost. The coefficients form
+//! a `[variables, features]` tensor named [`LINEAR_TENSOR`] in the weights file. The
+//! blended change is `(1 - weight) * network + weight * linear`.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -38,10 +42,37 @@ const WIND_SCALE_MS: f64 = 10.0;
 /// increases with the index in the canonical grid).
 const NEIGHBOURS: [(isize, isize); 4] = [(1, 0), (-1, 0), (0, 1), (0, -1)];
 
-/// Number of coefficients per variable, bias included, for `channels` variables and
-/// `wind_pairs` advecting winds.
-pub fn feature_count(channels: usize, wind_pairs: usize) -> usize {
-    channels * (1 + 2 * (1 + NEIGHBOURS.len()) + 2 * wind_pairs) + 1
+/// Largest state offset a head may use, in cells along either axis.
+pub const MAX_OFFSET: isize = 8;
+
+/// Number of coefficients per variable, bias included, for `channels` variables,
+/// `offsets` state offsets, `wind_pairs` advecting winds and the anomaly if `anomaly`.
+pub fn feature_count(channels: usize, offsets: usize, wind_pairs: usize, anomaly: bool) -> usize {
+    let per_variable = 1 + (1 + offsets) + (1 + NEIGHBOURS.len()) + 2 * wind_pairs;
+    channels * (per_variable + usize::from(anomaly)) + 1
+}
+
+/// Lists the state offsets of a square stencil of `radius` cells: every offset `(lat, lon)`
+/// with both parts in `-radius..=radius` but the centre. The four neighbours come first,
+/// then the rest ring by ring, each ring in row order.
+pub fn stencil_offsets(radius: usize) -> Vec<[isize; 2]> {
+    let r = radius as isize;
+    let mut offsets: Vec<[isize; 2]> = if radius == 0 {
+        Vec::new()
+    } else {
+        NEIGHBOURS.iter().map(|&(i, j)| [i, j]).collect()
+    };
+    for ring in 1..=r {
+        for i in -ring..=ring {
+            for j in -ring..=ring {
+                let offset = [i, j];
+                if i.abs().max(j.abs()) == ring && !offsets.contains(&offset) {
+                    offsets.push(offset);
+                }
+            }
+        }
+    }
+    offsets
 }
 
 /// Picks the wind pairs whose advection terms the head uses: `(u<level>, v<level>)`
@@ -83,14 +114,29 @@ pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
             head.winds
         ));
     }
-    let count = feature_count(names.len(), winds.len());
+    for (k, &[i, j]) in head.offsets.iter().enumerate() {
+        if [i, j] == [0, 0] || i.abs().max(j.abs()) > MAX_OFFSET {
+            return Err(format!(
+                "architecture.linear.offsets[{k}] is [{i}, {j}]; each offset must be \
+                 non-zero with both parts within {MAX_OFFSET} cells. {retrain}"
+            ));
+        }
+        if head.offsets[..k].contains(&[i, j]) {
+            return Err(format!(
+                "architecture.linear.offsets[{k}] repeats [{i}, {j}]. {retrain}"
+            ));
+        }
+    }
+    let count = feature_count(names.len(), head.offsets.len(), winds.len(), head.anomaly);
     if head.features != count {
         return Err(format!(
-            "architecture.linear.features is {}, but {} variables and {} wind pairs give {count} \
-             coefficients per variable. {retrain}",
+            "architecture.linear.features is {}, but {} variables, {} state offsets, {} wind \
+             pairs and anomaly {} give {count} coefficients per variable. {retrain}",
             head.features,
             names.len(),
-            winds.len()
+            head.offsets.len(),
+            winds.len(),
+            head.anomaly
         ));
     }
     Ok(())
@@ -132,28 +178,30 @@ pub fn check_coefficients(
     Ok(())
 }
 
-/// Moves `x` (`[B, C, lat, lon]`) by `d_lat` and `d_lon` cells (each -1, 0 or 1): the
-/// result contains the value of cell `(i + d_lat, j + d_lon)`, edge cells repeated.
+/// Moves `x` (`[B, C, lat, lon]`) by `d_lat` and `d_lon` cells: the result contains
+/// the value of cell `(i + d_lat, j + d_lon)`, edge cells repeated.
 fn neighbour(x: &Tensor, d_lat: isize, d_lon: isize) -> Result<Tensor, ModelError> {
     let (_, _, n_lat, n_lon) = x.dims4()?;
     let mut out = x.clone();
-    if d_lat != 0 {
-        out = out
-            .pad_with_same(2, 1, 1)?
-            .narrow(2, (1 + d_lat) as usize, n_lat)?;
-    }
-    if d_lon != 0 {
-        out = out
-            .pad_with_same(3, 1, 1)?
-            .narrow(3, (1 + d_lon) as usize, n_lon)?;
+    for (dim, d, n) in [(2, d_lat, n_lat), (3, d_lon, n_lon)] {
+        if d != 0 {
+            let r = d.unsigned_abs();
+            out = out
+                .pad_with_same(dim, r, r)?
+                .narrow(dim, (r as isize + d) as usize, n)?;
+        }
     }
     Ok(out)
 }
 
-/// Pushes `x` and its four neighbour differences onto `out`.
-fn with_neighbours(x: &Tensor, out: &mut Vec<Tensor>) -> Result<(), ModelError> {
+/// Pushes `x` and its differences to the cells at `offsets` onto `out`.
+fn with_differences(
+    x: &Tensor,
+    offsets: impl IntoIterator<Item = (isize, isize)>,
+    out: &mut Vec<Tensor>,
+) -> Result<(), ModelError> {
     out.push(x.clone());
-    for (d_lat, d_lon) in NEIGHBOURS {
+    for (d_lat, d_lon) in offsets {
         out.push((neighbour(x, d_lat, d_lon)? - x)?);
     }
     Ok(())
@@ -162,25 +210,29 @@ fn with_neighbours(x: &Tensor, out: &mut Vec<Tensor>) -> Result<(), ModelError> 
 /// Builds the features of the module docs without the bias: `[B, features - 1, lat,
 /// lon]`.
 pub fn features(
-    winds: &[[usize; 2]],
+    head: &LinearHead,
     scales: &Scales,
     input: &StepInput<'_>,
 ) -> Result<Tensor, ModelError> {
     let z = input.z_now;
     let climate_change = input.climate_change.broadcast_as(z.shape())?.contiguous()?;
     let mut parts = vec![climate_change];
-    with_neighbours(z, &mut parts)?;
-    with_neighbours(&trend(scales, input)?, &mut parts)?;
-    if !winds.is_empty() {
+    let offsets = head.offsets.iter().map(|&[i, j]| (i, j));
+    with_differences(z, offsets, &mut parts)?;
+    with_differences(&trend(scales, input)?, NEIGHBOURS, &mut parts)?;
+    if !head.winds.is_empty() {
         let physical = denormalize_state(z, scales)?;
         let d_lon = ((neighbour(z, 0, 1)? - neighbour(z, 0, -1)?)? * 0.5)?;
         let d_lat = ((neighbour(z, 1, 0)? - neighbour(z, -1, 0)?)? * 0.5)?;
-        for &[u, v] in winds {
+        for &[u, v] in &head.winds {
             let u = (physical.narrow(1, u, 1)? / WIND_SCALE_MS)?;
             let v = (physical.narrow(1, v, 1)? / WIND_SCALE_MS)?;
             parts.push(d_lon.broadcast_mul(&u)?);
             parts.push(d_lat.broadcast_mul(&v)?);
         }
+    }
+    if head.anomaly {
+        parts.push(z.broadcast_sub(input.climate_now)?);
     }
     Ok(Tensor::cat(&parts, 1)?)
 }
@@ -209,7 +261,7 @@ pub fn predict_on_device(
     scales: &Scales,
     input: &StepInput<'_>,
 ) -> Result<Tensor, ModelError> {
-    let x = features(&head.winds, scales, input)?;
+    let x = features(head, scales, input)?;
     let (batch, n_features, n_lat, n_lon) = x.dims4()?;
     let channels = coefficients.dim(0)?;
     let weights = coefficients.narrow(1, 0, n_features)?.unsqueeze(0)?;
@@ -226,6 +278,11 @@ struct DirectInputs {
     climate_change: Vec<f32>,
     /// Whether `climate_change` has one batch member shared by all.
     shared_climate: bool,
+    /// The normalised climatology of the current hour, empty unless the head uses the
+    /// anomaly.
+    climate_now: Vec<f32>,
+    /// Whether `climate_now` has one batch member shared by all.
+    shared_climate_now: bool,
     mean: Vec<f32>,
     std: Vec<f32>,
 }
@@ -249,6 +306,12 @@ pub fn predict_direct(
         trend: host(&trend(scales, input)?)?,
         climate_change: host(input.climate_change)?,
         shared_climate: input.climate_change.dim(0)? == 1,
+        climate_now: if head.anomaly {
+            host(input.climate_now)?
+        } else {
+            Vec::new()
+        },
+        shared_climate_now: input.climate_now.dim(0)? == 1,
         mean: host(&scales.mean)?,
         std: host(&scales.std)?,
     };
@@ -319,11 +382,12 @@ fn predict_member(
     for v in 0..channels {
         add(&climate[v * plane..(v + 1) * plane], out);
     }
-    for field in [z, trend] {
+    let state_offsets: Vec<(isize, isize)> = head.offsets.iter().map(|&[i, j]| (i, j)).collect();
+    for (field, offsets) in [(z, &state_offsets[..]), (trend, &NEIGHBOURS[..])] {
         for v in 0..channels {
             add(&field[v * plane..(v + 1) * plane], out);
         }
-        for (d_lat, d_lon) in NEIGHBOURS {
+        for &(d_lat, d_lon) in offsets {
             for v in 0..channels {
                 let x = &field[v * plane..(v + 1) * plane];
                 // Multiplying by 1 is exact, so this equals the plain difference.
@@ -353,6 +417,25 @@ fn predict_member(
             }
         }
     }
+
+    if head.anomaly {
+        let climate_now = if inputs.shared_climate_now {
+            &inputs.climate_now[..member]
+        } else {
+            &inputs.climate_now[b * member..(b + 1) * member]
+        };
+        for v in 0..channels {
+            let range = v * plane..(v + 1) * plane;
+            for ((f, x), c) in feature
+                .iter_mut()
+                .zip(&z[range.clone()])
+                .zip(&climate_now[range])
+            {
+                *f = x - c;
+            }
+            add(&feature, out);
+        }
+    }
     debug_assert_eq!(k + 1, n_coefficients);
 }
 
@@ -366,11 +449,29 @@ fn offset_difference(
     scale: f32,
     out: &mut [f32],
 ) {
-    for i in 0..n_lat {
-        let (to_i, from_i) = (clamp_index(i, to.0, n_lat), clamp_index(i, from.0, n_lat));
-        for j in 0..n_lon {
+    // Columns whose both offsets stay inside the row; the rest stop at an edge.
+    let reach = |d: isize| d.unsigned_abs();
+    let first = reach(to.1.min(0)).max(reach(from.1.min(0))).min(n_lon);
+    let last = n_lon
+        .saturating_sub(reach(to.1.max(0)).max(reach(from.1.max(0))))
+        .max(first);
+    for (i, out) in out.chunks_exact_mut(n_lon).enumerate().take(n_lat) {
+        let to_row = &x[clamp_index(i, to.0, n_lat) * n_lon..][..n_lon];
+        let from_row = &x[clamp_index(i, from.0, n_lat) * n_lon..][..n_lon];
+        if last > first {
+            let start = |d: isize| (first as isize + d) as usize;
+            let width = last - first;
+            for ((o, a), b) in out[first..last]
+                .iter_mut()
+                .zip(&to_row[start(to.1)..][..width])
+                .zip(&from_row[start(from.1)..][..width])
+            {
+                *o = (a - b) * scale;
+            }
+        }
+        for j in (0..first).chain(last..n_lon) {
             let (to_j, from_j) = (clamp_index(j, to.1, n_lon), clamp_index(j, from.1, n_lon));
-            out[i * n_lon + j] = (x[to_i * n_lon + to_j] - x[from_i * n_lon + from_j]) * scale;
+            out[j] = (to_row[to_j] - from_row[from_j]) * scale;
         }
     }
 }

@@ -70,8 +70,22 @@ pub struct LinearHead {
     pub ridge: f64,
     /// Wind channel pairs `(u, v)` whose advection of every variable is a feature.
     pub winds: Vec<[usize; 2]>,
+    /// Cell offsets `(lat, lon)` whose difference to the current state is a feature.
+    /// Manifests written before this field used the four neighbours, its default.
+    #[serde(default = "four_neighbours")]
+    pub offsets: Vec<[isize; 2]>,
+    /// Whether each variable's anomaly against the climatology of the current hour is a
+    /// feature. Absent in manifests written before it, which had none.
+    #[serde(default)]
+    pub anomaly: bool,
     /// Coefficients per variable, bias included.
     pub features: usize,
+}
+
+/// Gives the state offsets of heads trained before `offsets` was recorded: north, south,
+/// east and west.
+fn four_neighbours() -> Vec<[isize; 2]> {
+    vec![[1, 0], [-1, 0], [0, 1], [0, -1]]
 }
 
 /// Semi-Lagrangian upstream states fed to the network, one channel per variable: each

@@ -267,6 +267,7 @@ impl Forecaster for NeuralModel {
         let (z_now, valid_now) = features::normalize_state(&now, &clim_now, &self.scales)?;
         let trend_valid = (valid_prev * valid_now)?;
         let climate_change = features::climate_change(&clim_now, &clim_valid, &self.scales)?;
+        let climate_now = features::normalize_climatology(&clim_now, &self.scales)?;
         let ctx = NetworkContext {
             arch: &self.manifest.architecture,
             params: &self.params,
@@ -280,6 +281,7 @@ impl Forecaster for NeuralModel {
             z_now: &z_now,
             trend_valid: Some(&trend_valid),
             climate_change: &climate_change,
+            climate_now: &climate_now,
         };
         let z_next = features::predict_normalized(&ctx, &input)?;
         let out = features::denormalize_state(&z_next, &self.scales)?;

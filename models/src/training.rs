@@ -64,6 +64,11 @@ pub struct TrainConfig {
     pub linear_weight: f64,
     /// Ridge penalty of the linear head's regression.
     pub linear_ridge: f64,
+    /// Radius in cells of the linear head's square stencil of state differences
+    /// ([`linear::stencil_offsets`]).
+    pub linear_radius: usize,
+    /// Whether each variable's anomaly against the climatology is a linear head feature.
+    pub linear_anomaly: bool,
     pub model_id: String,
     pub name: String,
     /// Command line recorded in the manifest.
@@ -85,7 +90,9 @@ impl Default for TrainConfig {
             rollout_steps: 4,
             validation_frames: 0,
             linear_weight: 0.0,
-            linear_ridge: 100.0,
+            linear_ridge: 10000.0,
+            linear_radius: 3,
+            linear_anomaly: true,
             upstream: false,
             ema_decay: 0.0,
             members: 1,
@@ -216,8 +223,19 @@ pub fn train(
         let head = LinearHead {
             weight: config.linear_weight,
             ridge: config.linear_ridge,
-            features: linear::feature_count(data.shape.channels, winds.len()),
+            offsets: linear::stencil_offsets(config.linear_radius),
+            anomaly: config.linear_anomaly,
+            features: 0,
             winds,
+        };
+        let head = LinearHead {
+            features: linear::feature_count(
+                data.shape.channels,
+                head.offsets.len(),
+                head.winds.len(),
+                head.anomaly,
+            ),
+            ..head
         };
         let coefficients = fit_linear(&setup, &head)?;
         arch.linear = Some(head);
@@ -262,14 +280,16 @@ fn fit_linear(setup: &Setup, head: &LinearHead) -> Result<Tensor, ModelError> {
         let valid_now = f.valid.narrow(0, t, 1)?;
         let trend_valid = (f.valid.narrow(0, t - 1, 1)? * &valid_now)?;
         let climate_change = f.climate_change.narrow(0, t, 1)?;
+        let climate_now = f.climate.narrow(0, t, 1)?;
         let input = StepInput {
             z_prev: &z_prev,
             z_now: &z_now,
             trend_valid: Some(&trend_valid),
             climate_change: &climate_change,
+            climate_now: &climate_now,
         };
         samples.push(linear::FitSample {
-            features: linear::features(&head.winds, scales, &input)?,
+            features: linear::features(head, scales, &input)?,
             target: (z_next - &z_now)?.broadcast_mul(&scales.std_over_tendency)?,
             mask: (f.valid.narrow(0, t + 1, 1)? * valid_now)?,
         });
@@ -334,8 +354,15 @@ fn check_config(config: &TrainConfig, data: &TrainingData) -> Result<(), ModelEr
     }
     if !(config.linear_ridge > 0.0 && config.linear_ridge.is_finite()) {
         return Err(ModelError::InvalidTraining(format!(
-            "linear head ridge penalty {} must be a finite number above 0, such as 100",
+            "linear head ridge penalty {} must be a finite number above 0, such as 10000",
             config.linear_ridge
+        )));
+    }
+    if config.linear_radius > linear::MAX_OFFSET as usize {
+        return Err(ModelError::InvalidTraining(format!(
+            "linear head radius {} is above the largest supported, {}; use 3 or less",
+            config.linear_radius,
+            linear::MAX_OFFSET
         )));
     }
     if data.len() < needed {
@@ -632,6 +659,7 @@ fn window_loss(
             z_now: &z_now,
             trend_valid: (k == 0).then_some(&trend_valid),
             climate_change: &pick(&f.climate_change, k as isize)?,
+            climate_now: &pick(&f.climate, k as isize)?,
         };
         let pred = features::predict_normalized(&ctx, &input)?;
         let target = pick(&f.z, k as isize + 1)?;

@@ -160,6 +160,8 @@ pub struct PreparedFrames {
     pub valid: Tensor,
     /// `[T - 1, C, lat, lon]`: climatological change from frame `t` to `t + 1`.
     pub climate_change: Tensor,
+    /// `[T, C, lat, lon]`: the climatology of each frame's hour, normalised like `z`.
+    pub climate: Tensor,
 }
 
 /// Normalises every frame of `data` with `scales` and `climatology`.
@@ -183,9 +185,9 @@ pub fn prepare_frames(
     let clim = Tensor::stack(&clim, 0)?;
     let missing = frames.ne(&frames)?;
     let filled = missing.where_cond(&clim, &frames)?;
-    let z = filled
-        .broadcast_sub(&scales.mean)?
-        .broadcast_div(&scales.std)?;
+    let normalize = |x: &Tensor| x.broadcast_sub(&scales.mean)?.broadcast_div(&scales.std);
+    let z = normalize(&filled)?;
+    let climate = normalize(&clim)?;
     let valid = missing
         .to_dtype(candle_core::DType::F32)?
         .affine(-1.0, 1.0)?;
@@ -196,5 +198,6 @@ pub fn prepare_frames(
         z,
         valid,
         climate_change,
+        climate,
     })
 }

@@ -42,6 +42,7 @@ struct Inputs {
     z_now: Tensor,
     trend_valid: Tensor,
     climate_change: Tensor,
+    climate_now: Tensor,
 }
 
 impl Inputs {
@@ -57,6 +58,7 @@ impl Inputs {
             z_now,
             trend_valid: (valid_prev * valid_now).unwrap(),
             climate_change: features::climate_change(&clim(t), &clim(t + 1), &scales).unwrap(),
+            climate_now: features::normalize_climatology(&clim(t), &scales).unwrap(),
         }
     }
 
@@ -66,6 +68,7 @@ impl Inputs {
             z_now: &self.z_now,
             trend_valid: Some(&self.trend_valid),
             climate_change: &self.climate_change,
+            climate_now: &self.climate_now,
         }
     }
 }
@@ -145,7 +148,7 @@ fn fit_recovers_known_coefficients_from_storm_features() {
         let input = inputs.step_input();
         let target = linear::predict(&head, &known, &scales, &input).unwrap();
         samples.push(FitSample {
-            features: linear::features(&head.winds, &scales, &input).unwrap(),
+            features: linear::features(&head, &scales, &input).unwrap(),
             mask: target.ones_like().unwrap(),
             target,
         });
@@ -182,13 +185,16 @@ fn features_follow_the_documented_order() {
     let head = model.manifest().architecture.linear.clone().unwrap();
     let scales = Scales::new(&model.manifest().variables, &Device::Cpu).unwrap();
     let inputs = Inputs::new(&model, &data, 6);
-    let x = linear::features(&head.winds, &scales, &inputs.step_input()).unwrap();
+    let x = linear::features(&head, &scales, &inputs.step_input()).unwrap();
 
     let (c, n_lat, n_lon) = (data.shape.channels, data.shape.n_lat, data.shape.n_lon);
-    // 6 climatological changes, 6 x 5 state features, 6 x 5 trend features and 2 x 2
-    // x 6 advection terms. The bias is not a feature channel.
+    // 6 climatological changes, 6 x 49 state features (the state and 48 offsets of a
+    // 7 x 7 square), 6 x 5 trend features, 2 x 2 x 6 advection terms and 6 anomalies.
+    // The bias is not a feature channel.
     assert_eq!(head.winds, vec![[2, 3], [4, 5]]);
-    assert_eq!(head.features, 6 + 30 + 30 + 24 + 1);
+    assert_eq!(head.offsets, linear::stencil_offsets(3));
+    assert!(head.anomaly);
+    assert_eq!(head.features, 6 + 6 * 49 + 30 + 24 + 6 + 1);
     assert_eq!(x.dims(), &[1, head.features - 1, n_lat, n_lon]);
 
     let channel = |k: usize| values(&x.narrow(1, k, 1).unwrap());
@@ -204,16 +210,79 @@ fn features_follow_the_documented_order() {
     // The northward difference of the top row is 0: the edge repeats itself.
     assert_eq!(at(&channel(t_north), 0, n_lat - 1, j), 0.0);
 
+    // The offset three cells south and three east, at an inner cell and next to the
+    // southern edge, where the row below the grid repeats the edge row.
+    let k = head.offsets.iter().position(|o| *o == [-3, 3]).unwrap();
+    let far = channel(c * (2 + k) + 1);
+    let want = at(&z, 1, i - 3, j + 3) - at(&z, 1, i, j);
+    assert!((at(&far, 0, i, j) - want).abs() < 1e-6);
+    let want = at(&z, 1, 0, j + 3) - at(&z, 1, 1, j);
+    assert!((at(&far, 0, 1, j) - want).abs() < 1e-6);
+
     let stats = &model.manifest().variables[2];
     let u = at(&z, 2, i, j) as f64 * stats.std + stats.mean;
     let east_west = (at(&z, 1, i, j + 1) - at(&z, 1, i, j - 1)) as f64 / 2.0;
-    // After the climatological changes (c) and the state and trend blocks (5c each).
-    let advection = at(&channel(11 * c + 1), 0, i, j) as f64;
+    // After the climatological changes (c), the state block (49c) and the trend
+    // block (5c).
+    let advection = at(&channel(55 * c + 1), 0, i, j) as f64;
     assert!(
         (advection - u / 10.0 * east_west).abs() < 1e-5,
         "{advection} against {}",
         u / 10.0 * east_west
     );
+
+    // The anomaly follows the four advection blocks.
+    let climate = values(&inputs.climate_now);
+    let anomaly = at(&channel(59 * c + 1), 0, i, j);
+    assert!((anomaly - (at(&z, 1, i, j) - at(&climate, 1, i, j))).abs() < 1e-6);
+    assert!(
+        anomaly.abs() > 1e-3,
+        "a zero anomaly tests nothing: {anomaly}"
+    );
+}
+
+#[test]
+fn heads_recorded_before_offsets_keep_their_layout() {
+    // Manifests written before `offsets` and `anomaly` existed describe a head on the
+    // four neighbours without the anomaly: 91 coefficients for six variables.
+    let head: LinearHead = serde_json::from_str(
+        r#"{"weight": 0.5, "ridge": 100.0, "winds": [[2, 3], [4, 5]], "features": 91}"#,
+    )
+    .unwrap();
+    assert_eq!(head.offsets, vec![[1, 0], [-1, 0], [0, 1], [0, -1]]);
+    assert!(!head.anomaly);
+    let names = ["p", "t", "u", "v", "u500", "v500"];
+    assert_eq!(linear::check_head(&head, &names), Ok(()));
+}
+
+#[test]
+fn stencil_offsets_cover_the_square_nearest_first() {
+    assert!(linear::stencil_offsets(0).is_empty());
+    let one = linear::stencil_offsets(1);
+    assert_eq!(
+        one,
+        vec![
+            [1, 0],
+            [-1, 0],
+            [0, 1],
+            [0, -1],
+            [-1, -1],
+            [-1, 1],
+            [1, -1],
+            [1, 1]
+        ]
+    );
+    let three = linear::stencil_offsets(3);
+    assert_eq!(three.len(), 7 * 7 - 1);
+    assert_eq!(three[..8], one[..]);
+    for (k, o) in three.iter().enumerate() {
+        assert!(o[0].abs().max(o[1].abs()) <= 3, "{o:?} outside the square");
+        assert_ne!(*o, [0, 0]);
+        assert!(!three[..k].contains(o), "{o:?} repeated");
+    }
+    // Ring by ring: no offset of ring 3 comes before one of ring 2.
+    let ring = |o: &[isize; 2]| o[0].abs().max(o[1].abs());
+    assert!(three.windows(2).all(|w| ring(&w[0]) <= ring(&w[1])));
 }
 
 #[test]
@@ -305,7 +374,7 @@ fn head_round_trips_and_mismatches_are_rejected() {
 
     // Manifest values that cannot describe this head are manifest errors.
     type Edit = fn(&mut LinearHead);
-    let cases: [(&str, Edit, &str); 5] = [
+    let cases: [(&str, Edit, &str); 8] = [
         (
             "weight",
             |h| h.weight = 1.5,
@@ -327,9 +396,26 @@ fn head_round_trips_and_mismatches_are_rejected() {
             "architecture.linear.winds is [[0, 1], [4, 5]], but the variables",
         ),
         (
+            "centre offset",
+            |h| h.offsets[5] = [0, 0],
+            "architecture.linear.offsets[5] is [0, 0]; each offset must be non-zero",
+        ),
+        (
+            "far offset",
+            |h| h.offsets[0] = [9, 0],
+            "architecture.linear.offsets[0] is [9, 0]; each offset must be non-zero with \
+             both parts within 8 cells",
+        ),
+        (
+            "repeated offset",
+            |h| h.offsets[7] = h.offsets[2],
+            "architecture.linear.offsets[7] repeats [0, 1]",
+        ),
+        (
             "features",
             |h| h.features = 7,
-            "architecture.linear.features is 7, but 6 variables and 2 wind pairs give 91",
+            "architecture.linear.features is 7, but 6 variables, 48 state offsets, 2 wind \
+             pairs and anomaly true give 361",
         ),
     ];
     for (case, edit, expected) in cases {
@@ -363,7 +449,7 @@ fn bad_coefficient_tensors_are_rejected() {
     let cases = [
         (
             Tensor::from_vec(with_nan, shape.as_slice(), &Device::Cpu).unwrap(),
-            "non-finite value NaN for variable 5 at coefficient 88",
+            "non-finite value NaN for variable 5 at coefficient 358",
         ),
         (
             Tensor::from_vec(with_inf, shape.as_slice(), &Device::Cpu).unwrap(),
@@ -413,6 +499,18 @@ fn training_rejects_bad_head_settings() {
         let err = train(&config, &data, &mut |_| {}).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
     }
+    let config = TrainConfig {
+        epochs: 1,
+        width: 2,
+        linear_weight: 0.5,
+        linear_radius: 9,
+        ..TrainConfig::default()
+    };
+    let err = train(&config, &data, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("linear head radius 9 is above the largest supported, 8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -435,15 +533,18 @@ fn direct_prediction_matches_candle() {
     let z_prev = cat(&|m| &m.z_prev);
     let z_now = cat(&|m| &m.z_now);
     let trend_valid = cat(&|m| &m.trend_valid);
-    let per_member_climate = cat(&|m| &m.climate_change);
+    let per_member_change = cat(&|m| &m.climate_change);
+    let per_member_climate = cat(&|m| &m.climate_now);
 
-    // One climatological change per member, then one shared by the whole batch.
-    for climate_change in [&per_member_climate, &members[0].climate_change] {
+    // One climatology per member, then one shared by the whole batch.
+    let shared = (&members[0].climate_change, &members[0].climate_now);
+    for (climate_change, climate_now) in [(&per_member_change, &per_member_climate), shared] {
         let input = StepInput {
             z_prev: &z_prev,
             z_now: &z_now,
             trend_valid: Some(&trend_valid),
             climate_change,
+            climate_now,
         };
         let direct = linear::predict_direct(&head, coefficients, &scales, &input).unwrap();
         let on_device = linear::predict_on_device(&head, coefficients, &scales, &input).unwrap();
@@ -457,5 +558,26 @@ fn direct_prediction_matches_candle() {
             .fold(0.0f32, f32::max);
         assert!(largest > 0.1, "largest change {largest}");
         assert!(worst <= 1e-5 * largest, "worst {worst}, largest {largest}");
+    }
+
+    // A grid of 2 x 3 cells, smaller than the 7 x 7 stencil: every offset stops at
+    // an edge.
+    let crop = |t: &Tensor| t.narrow(2, 5, 2).unwrap().narrow(3, 7, 3).unwrap();
+    let (z_prev, z_now, trend_valid) = (crop(&z_prev), crop(&z_now), crop(&trend_valid));
+    let (climate_change, climate_now) = (crop(&per_member_change), crop(&per_member_climate));
+    let input = StepInput {
+        z_prev: &z_prev,
+        z_now: &z_now,
+        trend_valid: Some(&trend_valid),
+        climate_change: &climate_change,
+        climate_now: &climate_now,
+    };
+    let direct = values(&linear::predict_direct(&head, coefficients, &scales, &input).unwrap());
+    let on_device =
+        values(&linear::predict_on_device(&head, coefficients, &scales, &input).unwrap());
+    assert_eq!(direct.len(), 3 * 6 * 2 * 3);
+    let largest = on_device.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    for (a, b) in direct.iter().zip(&on_device) {
+        assert!((a - b).abs() <= 1e-5 * largest, "{a} against {b}");
     }
 }

@@ -93,13 +93,29 @@ pub struct Args {
     /// regression of each variable's 6 h change on local gradients, trends and
     /// advection terms, solved in closed form after the networks are trained. The
     /// forecast change is `(1 - weight) * network + weight * linear`. 0 trains no
-    /// head. The shipped model uses 0.5.
-    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_WEIGHT", default_value_t = 0.5)]
+    /// head. The shipped model uses 0.7.
+    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_WEIGHT", default_value_t = 0.7)]
     pub linear_weight: f64,
     /// Ridge penalty of the linear head (> 0), in latitude-weighted squared
     /// tendency units summed over the training cells.
-    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RIDGE", default_value_t = 100.0)]
+    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RIDGE", default_value_t = 10000.0)]
     pub linear_ridge: f64,
+    /// Radius in grid cells of the linear head's stencil: the head's features include
+    /// the difference between each cell's state and every cell of the square around it,
+    /// up to this many cells away along each axis (3: a 7 x 7 square). At most 8.
+    #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RADIUS", default_value_t = 3)]
+    pub linear_radius: usize,
+    /// Give the linear head each variable's anomaly against the climatology of the
+    /// current hour. `--linear-anomaly=false` leaves it out.
+    #[arg(
+        long,
+        env = "GRIDCAST_TRAIN_LINEAR_ANOMALY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub linear_anomaly: bool,
     /// Allow storm-1996 steps from 44 on, which are reserved for evaluation.
     #[arg(long, env = "GRIDCAST_TRAIN_ALLOW_HELD_OUT", default_value_t = false)]
     pub allow_held_out_steps: bool,
@@ -256,6 +272,8 @@ fn train_config(args: &Args) -> TrainConfig {
         lead_weights: args.lead_weights,
         linear_weight: args.linear_weight,
         linear_ridge: args.linear_ridge,
+        linear_radius: args.linear_radius,
+        linear_anomaly: args.linear_anomaly,
         model_id: model_id(&args.out),
         command: command_line(),
         gridcast_version: env!("CARGO_PKG_VERSION").into(),
@@ -267,16 +285,24 @@ fn train_config(args: &Args) -> TrainConfig {
 fn check_linear_flags(args: &Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.linear_weight) {
         bail!(
-            "--linear-weight {} is outside [0, 1]; use 0.5 (the shipped setting), or 0 to \
+            "--linear-weight {} is outside [0, 1]; use 0.7 (the shipped setting), or 0 to \
              train without a linear head",
             args.linear_weight
         );
     }
     if !(args.linear_ridge > 0.0 && args.linear_ridge.is_finite()) {
         bail!(
-            "--linear-ridge {} must be a finite number above 0, such as 100 (the shipped \
+            "--linear-ridge {} must be a finite number above 0, such as 10000 (the shipped \
              setting)",
             args.linear_ridge
+        );
+    }
+    let largest = gridcast_models::linear::MAX_OFFSET as usize;
+    if args.linear_radius > largest {
+        bail!(
+            "--linear-radius {} is above the largest supported radius, {largest}; use 3 (the \
+             shipped setting)",
+            args.linear_radius
         );
     }
     Ok(())
@@ -415,6 +441,10 @@ mod tests {
             (
                 ["--linear-ridge", "inf"],
                 "--linear-ridge inf must be a finite number above 0",
+            ),
+            (
+                ["--linear-radius", "9"],
+                "--linear-radius 9 is above the largest supported radius, 8",
             ),
         ] {
             let args = Cli::parse_from(["train", flags[0], flags[1]]).args;
