@@ -2,8 +2,9 @@
 //!
 //! axum's `Json` rejections are plain text. This one buffers the body under the
 //! router's `DefaultBodyLimit` (413 beyond it) and requires a JSON content type (415).
-//! It decodes with `serde_path_to_error`: malformed JSON is a 400, and a missing,
-//! unknown or mistyped field is a 422 whose `field` is the JSON path.
+//! It decodes with `serde_path_to_error`: malformed JSON is a 400, and a body that is
+//! not an object, or a missing, unknown or mistyped field, is a 422 whose `field` is
+//! the JSON path. Type errors name JSON types, not Rust ones.
 
 use std::time::Duration;
 
@@ -102,6 +103,24 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax is checked over the whole body first, so that trailing characters are a 400
     // even when the object before them lacks a required field.
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| malformed(&err))?;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first != Some(b'{') {
+        let found = match first {
+            Some(b'[') => "an array",
+            Some(b'"') => "a string",
+            Some(b'n') => "null",
+            Some(b't' | b'f') => "a boolean",
+            _ => "a number",
+        };
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!(
+                "request body is {found}, but it must be a JSON object of fields such as \
+                 {{\"dataset\": \"storm-1996\", ...}}; see docs/api.md"
+            ),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     let value = result.map_err(|err| {
@@ -113,7 +132,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let error = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
-            format!("invalid request body: {inner}"),
+            format!(
+                "invalid request body: {}; send a value of the type the field takes \
+                 (docs/api.md)",
+                json_types(&inner.to_string())
+            ),
         );
         match field {
             Some(field) => error.with_field(field),
@@ -122,6 +145,43 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|err| malformed(&err))?;
     Ok(value)
+}
+
+/// Rewrites the Rust type names in a serde message as JSON types: "expected u32"
+/// becomes "expected a whole number from 0 to 4294967295".
+fn json_types(message: &str) -> String {
+    const NAMES: [(&str, &str); 10] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+    ];
+    let mut text = message.to_owned();
+    for (rust, json) in NAMES {
+        if let Some(at) = text.find(rust) {
+            let end = at + rust.len();
+            // Only whole type names: "expected u32" but not "expected u32x".
+            if !text[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+                text.replace_range(at..end, json);
+            }
+        }
+    }
+    if let Some(at) = text.find("expected struct ") {
+        let name_end = text[at + 16..]
+            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .map_or(text.len(), |n| at + 16 + n);
+        text.replace_range(at..name_end, "expected an object");
+    }
+    text
 }
 
 fn malformed(error: &serde_json::Error) -> ApiError {
@@ -202,6 +262,74 @@ mod tests {
             field_of(r#"{"name": "a", "inner": {"south": "x"}}"#).as_deref(),
             Some("inner.south")
         );
+    }
+
+    #[test]
+    fn non_object_body_rejected() {
+        for (body, found) in [
+            ("[1, 2]", "an array"),
+            ("null", "null"),
+            (" \"x\"", "a string"),
+            ("7", "a number"),
+            ("true", "a boolean"),
+        ] {
+            let error = decode::<Outer>(body.as_bytes()).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(error.code, "invalid_body", "{body}");
+            assert!(
+                error
+                    .message
+                    .starts_with(&format!("request body is {found}, but")),
+                "{body}: {}",
+                error.message
+            );
+            assert!(!error.message.contains("Outer"), "{}", error.message);
+        }
+    }
+
+    #[test]
+    fn type_error_names_json_type() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Numbers {
+            lead_hours: u32,
+            ratio: f64,
+            inner: Option<Inner>,
+            tags: Option<Vec<String>>,
+        }
+        for (body, expected) in [
+            (
+                r#"{"lead_hours": -6, "ratio": 1}"#,
+                "invalid value: integer `-6`, expected a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"lead_hours": 6, "ratio": "x"}"#,
+                "invalid type: string \"x\", expected a number",
+            ),
+            (
+                r#"{"lead_hours": 6, "ratio": 1, "inner": 3}"#,
+                "invalid type: integer `3`, expected an object",
+            ),
+            (
+                r#"{"lead_hours": 6, "ratio": 1, "tags": "a"}"#,
+                "invalid type: string \"a\", expected an array",
+            ),
+        ] {
+            let error = decode::<Numbers>(body.as_bytes()).unwrap_err();
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                error.message.contains(expected),
+                "{body}: {}",
+                error.message
+            );
+            assert!(
+                error
+                    .message
+                    .ends_with("send a value of the type the field takes (docs/api.md)"),
+                "{}",
+                error.message
+            );
+        }
     }
 
     #[test]
