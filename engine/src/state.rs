@@ -84,8 +84,8 @@ impl History {
             return Err(crate::RequestError::new(
                 "init_time",
                 format!(
-                    "the model needs {} earlier states before the init time",
-                    len - 1
+                    "the model needs {} before the init time",
+                    crate::validate::earlier_states(len - 1)
                 ),
             )
             .into());

@@ -109,9 +109,9 @@ fn check_init_time(
         return Err(RequestError::new(
             "init_time",
             format!(
-                "init time {} needs {} earlier states; the earliest usable init time is {}",
+                "init time {} needs {}; the earliest usable init time is {}",
                 request.init_time.to_rfc3339(),
-                history - 1,
+                earlier_states(history - 1),
                 earliest.to_rfc3339()
             ),
         ));
@@ -144,7 +144,24 @@ fn check_lead(
     Ok(lead_hours / step_hours)
 }
 
+/// "1 earlier state", "2 earlier states": what a model needs before its init time.
+pub(crate) fn earlier_states(n: usize) -> String {
+    match n {
+        1 => "1 earlier state".to_owned(),
+        n => format!("{n} earlier states"),
+    }
+}
+
 fn check_members(members: u32, limits: &RequestLimits) -> Result<(), RequestError> {
+    if members != 1 && limits.max_members == 1 {
+        return Err(RequestError::new(
+            "members",
+            format!(
+                "members {members} asks for an ensemble, but this server runs single forecasts \
+                 only; send members 1"
+            ),
+        ));
+    }
     if members == 0 || members > limits.max_members {
         return Err(RequestError::new(
             "members",

@@ -188,6 +188,33 @@ fn validation_names_each_bad_field() {
 }
 
 #[test]
+fn members_and_history_messages() {
+    let catalog = catalog();
+    let limits = RequestLimits::default();
+    let mut r = request("persistence", "1996-01-16T00:00:00Z", 24);
+    r.members = 100_000;
+    let err = catalog.validate(&r, &limits).unwrap_err();
+    assert_eq!(err.field, "members");
+    assert!(
+        err.message
+            .contains("members 100000 asks for an ensemble, but this server runs single"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.ends_with("send members 1"), "{}", err.message);
+
+    // storm-cnn starts from two states, so the first analysis cannot be its init.
+    let r = request("storm-cnn", "1996-01-05T00:00:00Z", 6);
+    let err = catalog.validate(&r, &limits).unwrap_err();
+    assert_eq!(err.field, "init_time");
+    assert!(
+        err.message.contains("needs 1 earlier state;"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
 fn validation_fills_defaults() {
     let catalog = catalog();
     let mut r = request("persistence", "1996-01-16T00:00:00Z", 12);
