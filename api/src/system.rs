@@ -11,7 +11,10 @@ use crate::{ApiError, AppState};
 
 /// `GET /v1/models`.
 pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "models": state.catalog.models() }))
+    Json(json!({
+        "models": state.catalog.models(),
+        "unavailable": state.catalog.unavailable_models(),
+    }))
 }
 
 /// `GET /v1/datasets`.

@@ -512,6 +512,8 @@ async fn catalog_routes_list_storm_and_baselines() {
         .filter_map(|m| m["id"].as_str())
         .collect();
     assert!(ids.contains(&"persistence"), "{ids:?}");
+    // Every shipped model directory loads.
+    assert_eq!(models["unavailable"], serde_json::json!([]));
 }
 
 #[tokio::test]

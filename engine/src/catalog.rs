@@ -87,6 +87,15 @@ pub struct ModelInfo {
     pub weights_sha256: Option<String>,
 }
 
+/// A model directory that failed to load, as `GET /v1/models` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnavailableModel {
+    /// The directory name under the model root, which requests use as the model id.
+    pub id: String,
+    /// The load error.
+    pub error: String,
+}
+
 impl Catalog {
     /// Loads every dataset directory under `data_root` that has a `dataset.toml`, and
     /// every model directory under `model_root` that has a `manifest.json`. A dataset
@@ -142,6 +151,17 @@ impl Catalog {
             models,
             unloadable,
         })
+    }
+
+    /// Lists the model directories that failed to load, with their errors.
+    pub fn unavailable_models(&self) -> Vec<UnavailableModel> {
+        self.unloadable
+            .iter()
+            .map(|(id, error)| UnavailableModel {
+                id: id.clone(),
+                error: error.clone(),
+            })
+            .collect()
     }
 
     /// Returns the load error of model directory `name`, if it failed to load.

@@ -20,7 +20,8 @@ mod time;
 mod validate;
 
 pub use catalog::{
-    CLIMATOLOGY, Catalog, DatasetInfo, GridInfo, ModelInfo, PERSISTENCE, TimeAxisInfo, VariableInfo,
+    CLIMATOLOGY, Catalog, DatasetInfo, GridInfo, ModelInfo, PERSISTENCE, TimeAxisInfo,
+    UnavailableModel, VariableInfo,
 };
 pub use error::EngineError;
 pub use evaluate::{EvaluationPlan, Score, SharedInit, evaluate, first_shared_init};

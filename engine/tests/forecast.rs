@@ -428,6 +428,10 @@ fn broken_model_leaves_others_usable() {
     assert!(error.contains("manifest.json"), "{error}");
     assert!(catalog.load_error("storm-cnn").is_none());
     assert!(!catalog.model_ids().contains(&"broken".to_string()));
+    let unavailable = catalog.unavailable_models();
+    assert_eq!(unavailable.len(), 1);
+    assert_eq!(unavailable[0].id, "broken");
+    assert_eq!(unavailable[0].error, error);
 
     // The shipped model still validates and runs.
     let validated = catalog
