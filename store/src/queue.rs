@@ -78,11 +78,11 @@ impl Store {
         lease_for: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Lease>, StoreError> {
-        let ended = self.reap_expired(now).await?;
-        if ended > 0 {
+        for (job_id, state) in self.reap_expired(now).await? {
             tracing::warn!(
-                jobs = ended,
-                "ended jobs whose worker stopped renewing its lease with no attempt left \
+                %job_id,
+                state,
+                "ended a job whose worker stopped renewing its lease, with no attempt left \
                  or a cancellation pending"
             );
         }
@@ -141,9 +141,12 @@ impl Store {
 
     /// Ends running jobs whose lease expired and that must not run again: those with a
     /// cancellation request become `cancelled`, those out of attempts become `failed`.
-    /// Returns how many jobs it ended.
-    pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let affected = on_db!(self, pool => sqlx::query(
+    /// Returns the id and new state of each job it ended.
+    pub async fn reap_expired(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let ended: Vec<(String, String)> = on_db!(self, pool => sqlx::query_as(
             "UPDATE jobs SET \
              state = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \
              error_code = CASE WHEN cancel_requested = 1 THEN error_code ELSE 'lease_expired' END, \
@@ -152,13 +155,13 @@ impl Store {
              attempts || ' of ' || max_attempts || ' (process crash or lost database)' END, \
              lease_owner = NULL, lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
              WHERE state = 'running' AND lease_expires_at < $1 \
-             AND (cancel_requested = 1 OR attempts >= max_attempts)",
+             AND (cancel_requested = 1 OR attempts >= max_attempts) \
+             RETURNING id, state",
         )
         .bind(to_millis(now))
-        .execute(pool)
-        .await?
-        .rows_affected());
-        Ok(affected)
+        .fetch_all(pool)
+        .await?);
+        Ok(ended)
     }
 
     /// Renews the lease until `now + lease_for` and records progress.

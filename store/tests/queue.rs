@@ -371,6 +371,16 @@ async fn exhausted_expired_job_fails(backend: Backend) {
         .unwrap()
         .unwrap();
     // Both allowed attempts lost their lease: the job fails instead of a third claim.
+    // The reaper reports it by id, once.
+    let ended = store.reap_expired(t0() + seconds(62)).await.unwrap();
+    assert_eq!(ended, vec![(id.to_string(), "failed".to_owned())]);
+    assert!(
+        store
+            .reap_expired(t0() + seconds(63))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store
             .claim(&worker("c"), LEASE, t0() + seconds(62))
