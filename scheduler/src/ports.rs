@@ -65,6 +65,12 @@ pub trait JobSubmitter: Send + Sync {
 pub trait SchedulerLease: Send + Sync {
     /// Acquires or renews the lease; returns whether this process holds it now.
     fn acquire(&self) -> BoxFuture<'_, bool>;
+
+    /// Gives the lease up at shutdown, if this process holds it, so that a standby or a
+    /// restarted process takes over at its next tick instead of when the lease lapses.
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The lease of the embedded service, where only one scheduler runs.

@@ -109,6 +109,7 @@ impl Scheduler {
                 () = tokio::time::sleep(self.config.tick) => {}
             }
         }
+        self.ports.lease.release().await;
         tracing::info!("scheduler stopped");
     }
 

@@ -36,4 +36,18 @@ impl Store {
         .rows_affected());
         Ok(affected == 1)
     }
+
+    /// Gives up lease `name` if `holder` holds it. Returns whether it did: false when
+    /// the lease was free or another holder had taken it over.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
+        let affected = on_db!(self, pool => sqlx::query(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+        )
+        .bind(name)
+        .bind(holder)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(affected == 1)
+    }
 }

@@ -690,8 +690,39 @@ async fn lease_elects_one_holder(backend: Backend) {
     );
 }
 
+/// Checks that a released lease is free at once, and that only its holder can release it.
+async fn released_lease_is_free_at_once(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
+    let lease = Duration::from_secs(30);
+    assert!(
+        store
+            .acquire_lease("scheduler", "a", lease, t0())
+            .await
+            .unwrap()
+    );
+    // b does not hold it, so its release changes nothing.
+    assert!(!store.release_lease("scheduler", "b").await.unwrap());
+    assert!(
+        !store
+            .acquire_lease("scheduler", "b", lease, t0() + seconds(1))
+            .await
+            .unwrap()
+    );
+    assert!(store.release_lease("scheduler", "a").await.unwrap());
+    // Long before a's lease would have lapsed, b takes it.
+    assert!(
+        store
+            .acquire_lease("scheduler", "b", lease, t0() + seconds(2))
+            .await
+            .unwrap()
+    );
+    assert!(!store.release_lease("scheduler", "a").await.unwrap());
+}
+
 on_both_backends!(
     lease_elects_one_holder,
+    released_lease_is_free_at_once,
     concurrent_claims_take_each_job_once,
     submit_and_read_back,
     state_survives_reopen,
