@@ -51,6 +51,13 @@ pub enum ModelError {
     /// A forward pass installed with `NeuralModel::set_forward` failed.
     #[error("network forward pass failed: {0}")]
     Forward(String),
+    /// The linear head's change is infinite or NaN, so its coefficients are too large
+    /// for this input.
+    #[error(
+        "the linear head gave a non-finite change for this input; its coefficients in \
+         tensor `linear` are too large, so retrain with `gridcast train`"
+    )]
+    NonFiniteHead,
     /// Training data or configuration that cannot be used.
     #[error("invalid training input: {0}")]
     InvalidTraining(String),

@@ -91,12 +91,12 @@ pub fn head_winds(names: &[&str]) -> Vec<[usize; 2]> {
 /// Checks a manifest's head against its variables: the weight, the penalty, the wind
 /// pairs that training derives from the variable names, and the coefficient count.
 pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
-    let retrain = "retrain with `gridcast train`, or restore the manifest.json saved with \
-                   these weights";
+    // The caller's error adds that `gridcast train` rewrites the manifest.
+    let retrain = "Restore the manifest.json saved with these weights";
     if !(head.weight > 0.0 && head.weight <= 1.0) {
         return Err(format!(
             "architecture.linear.weight is {}; it must be in (0, 1]. Set the weight the \
-             model was trained with (0.5 for the shipped model), or {retrain}",
+             model was trained with (the shipped model uses 0.7). {retrain}",
             head.weight
         ));
     }
@@ -115,7 +115,9 @@ pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
         ));
     }
     for (k, &[i, j]) in head.offsets.iter().enumerate() {
-        if [i, j] == [0, 0] || i.abs().max(j.abs()) > MAX_OFFSET {
+        // `unsigned_abs`, because `isize::MIN.abs()` overflows.
+        let reach = i.unsigned_abs().max(j.unsigned_abs());
+        if reach == 0 || reach > MAX_OFFSET.unsigned_abs() {
             return Err(format!(
                 "architecture.linear.offsets[{k}] is [{i}, {j}]; each offset must be \
                  non-zero with both parts within {MAX_OFFSET} cells. {retrain}"
@@ -131,7 +133,8 @@ pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
     if head.features != count {
         return Err(format!(
             "architecture.linear.features is {}, but {} variables, {} state offsets, {} wind \
-             pairs and anomaly {} give {count} coefficients per variable. {retrain}",
+             pairs and anomaly {} give {count} coefficients per variable (a manifest without \
+             `offsets` or `anomaly` means the four neighbours and false). {retrain}",
             head.features,
             names.len(),
             head.offsets.len(),
@@ -238,18 +241,26 @@ pub fn features(
 }
 
 /// Predicts the linear change in tendency units, `[B, C, lat, lon]`. On the CPU,
-/// without gradients, it runs [`predict_direct`], else [`predict_on_device`].
+/// without gradients, it runs [`predict_direct`], else [`predict_on_device`]. Fails
+/// with [`ModelError::NonFiniteHead`] if any value of the change is not finite.
 pub fn predict(
     head: &LinearHead,
     coefficients: &Tensor,
     scales: &Scales,
     input: &StepInput<'_>,
 ) -> Result<Tensor, ModelError> {
-    if input.z_now.device().is_cpu() && !input.z_now.track_op() {
-        predict_direct(head, coefficients, scales, input)
+    let change = if input.z_now.device().is_cpu() && !input.z_now.track_op() {
+        predict_direct(head, coefficients, scales, input)?
     } else {
-        predict_on_device(head, coefficients, scales, input)
+        predict_on_device(head, coefficients, scales, input)?
+    };
+    // Finite coefficients can still overflow f32. The sum is non-finite if any value is,
+    // and otherwise only if the values are absurd anyway.
+    let sum = change.sum_all()?.to_dtype(candle_core::DType::F32)?;
+    if !sum.to_scalar::<f32>()?.is_finite() {
+        return Err(ModelError::NonFiniteHead);
     }
+    Ok(change)
 }
 
 /// Predicts the linear change with candle operations on the input's device: the

@@ -374,7 +374,7 @@ fn head_round_trips_and_mismatches_are_rejected() {
 
     // Manifest values that cannot describe this head are manifest errors.
     type Edit = fn(&mut LinearHead);
-    let cases: [(&str, Edit, &str); 8] = [
+    let cases: [(&str, Edit, &str); 9] = [
         (
             "weight",
             |h| h.weight = 1.5,
@@ -407,6 +407,11 @@ fn head_round_trips_and_mismatches_are_rejected() {
              both parts within 8 cells",
         ),
         (
+            "offset at the integer limit",
+            |h| h.offsets[3] = [isize::MIN, 0],
+            "architecture.linear.offsets[3] is [-9223372036854775808, 0]; each offset must",
+        ),
+        (
             "repeated offset",
             |h| h.offsets[7] = h.offsets[2],
             "architecture.linear.offsets[7] repeats [0, 1]",
@@ -429,7 +434,8 @@ fn head_round_trips_and_mismatches_are_rejected() {
         );
         assert!(err.to_string().contains(expected), "{case}: {err}");
         assert!(
-            err.to_string().contains("retrain with `gridcast train`"),
+            err.to_string()
+                .contains("Restore the manifest.json saved with these weights"),
             "{case}: {err}"
         );
     }
@@ -474,6 +480,33 @@ fn bad_coefficient_tensors_are_rejected() {
         assert!(matches!(err, ModelError::InvalidWeights { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{err}");
     }
+}
+
+#[test]
+fn overflowing_head_is_an_error() {
+    // 3e38 is finite, so the file loads, but times a state feature it overflows f32.
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = model.save(dir.path()).unwrap();
+    let path = dir.path().join(&manifest.weights_file);
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let mut coefficients = values(model.linear().unwrap());
+    // Coefficient 6 of variable 0: the state of p.
+    coefficients[6] = 3e38;
+    let shape = model.linear().unwrap().dims().to_vec();
+    let tensor = Tensor::from_vec(coefficients, shape.as_slice(), &Device::Cpu).unwrap();
+    tensors.insert("linear".into(), tensor);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    manifest.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+    manifest.write(dir.path()).unwrap();
+
+    let loaded = load(dir.path(), &Device::Cpu).unwrap();
+    let err = loaded
+        .step(&[state(&data, 9), state(&data, 10)], 18)
+        .unwrap_err();
+    assert!(matches!(err, ModelError::NonFiniteHead), "{err}");
+    assert!(err.to_string().contains("tensor `linear`"), "{err}");
 }
 
 #[test]
