@@ -32,6 +32,9 @@ pub struct Catalog {
     /// Load error per model directory name, for model directories that failed to load.
     /// Requests for such a model get its error, and the other models stay usable.
     unloadable: BTreeMap<String, String>,
+    /// Directory name per `model_id` of a failed directory whose manifest names one
+    /// that differs from the directory name, so a request by either finds the error.
+    unloadable_ids: BTreeMap<String, String>,
 }
 
 /// A dataset as `GET /v1/datasets` lists it.
@@ -90,7 +93,7 @@ pub struct ModelInfo {
 /// A model directory that failed to load, as `GET /v1/models` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnavailableModel {
-    /// The directory name under the model root, which requests use as the model id.
+    /// The directory name under the model root.
     pub id: String,
     /// The load error.
     pub error: String,
@@ -113,6 +116,7 @@ impl Catalog {
         let mut models = BTreeMap::new();
         let mut climatologies = BTreeMap::new();
         let mut unloadable = BTreeMap::new();
+        let mut unloadable_ids = BTreeMap::new();
         for dir in subdirectories_with(model_root, "manifest.json", "model")? {
             let mut model = match gridcast_models::load(&dir, &Device::Cpu) {
                 Ok(model) => model,
@@ -123,7 +127,11 @@ impl Catalog {
                         "model not loaded; the other models stay available"
                     );
                     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
-                    unloadable.insert(name.unwrap_or_default(), err.to_string());
+                    let name = name.unwrap_or_default();
+                    if let Some(id) = declared_model_id(&dir).filter(|id| *id != name) {
+                        unloadable_ids.insert(id, name.clone());
+                    }
+                    unloadable.insert(name, err.to_string());
                     continue;
                 }
             };
@@ -150,6 +158,7 @@ impl Catalog {
             climatologies,
             models,
             unloadable,
+            unloadable_ids,
         })
     }
 
@@ -164,9 +173,11 @@ impl Catalog {
             .collect()
     }
 
-    /// Returns the load error of model directory `name`, if it failed to load.
+    /// Returns the load error of a model that failed to load, found by its directory
+    /// name or by the `model_id` its manifest declares.
     pub fn load_error(&self, name: &str) -> Option<&str> {
-        self.unloadable.get(name).map(String::as_str)
+        let dir = self.unloadable_ids.get(name).map_or(name, String::as_str);
+        self.unloadable.get(dir).map(String::as_str)
     }
 
     /// Returns the trained model `id` as forecasts run it, with the CPU kernel installed.
@@ -272,6 +283,14 @@ impl Catalog {
     }
 }
 
+/// Reads the `model_id` of `dir`'s manifest, if the file is JSON with that string field,
+/// even when the manifest is otherwise invalid.
+fn declared_model_id(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(manifest.get("model_id")?.as_str()?.to_owned())
+}
+
 fn subdirectories_with(
     root: &Path,
     marker: &str,
@@ -356,7 +375,7 @@ impl Catalog {
                 if let Some(model) = self.models.get(other) {
                     return Forecaster::neural(model.clone(), dataset);
                 }
-                let message = match self.unloadable.get(other) {
+                let message = match self.load_error(other) {
                     Some(error) => {
                         format!("its directory under the model root failed to load: {error}")
                     }

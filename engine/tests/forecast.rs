@@ -422,15 +422,47 @@ fn broken_model_leaves_others_usable() {
     let broken = root.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
     std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
+    // A copy of the shipped model whose manifest declares another id and has an
+    // invalid head offset.
+    let renamed = root.path().join("renamed-dir");
+    std::fs::create_dir(&renamed).unwrap();
+    std::fs::copy(
+        shipped.join("model.safetensors"),
+        renamed.join("model.safetensors"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(shipped.join("manifest.json")).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    manifest["model_id"] = "declared-id".into();
+    manifest["architecture"]["linear"]["offsets"][0] = serde_json::json!([0, 0]);
+    std::fs::write(renamed.join("manifest.json"), manifest.to_string()).unwrap();
     let catalog = Catalog::open(&repo().join("data"), root.path()).expect("catalog opens");
+
+    // Found by its directory name and by the id its manifest declares.
+    let offset_error = catalog
+        .load_error("declared-id")
+        .expect("found by model_id");
+    assert!(
+        offset_error.contains("offsets[0] is [0, 0]"),
+        "{offset_error}"
+    );
+    assert_eq!(catalog.load_error("renamed-dir"), Some(offset_error));
+    let err = catalog
+        .validate(
+            &request("declared-id", "1996-01-16T00:00:00Z", 6),
+            &RequestLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("offsets[0] is [0, 0]"), "{err}");
 
     let error = catalog.load_error("broken").expect("load error recorded");
     assert!(error.contains("manifest.json"), "{error}");
     assert!(catalog.load_error("storm-cnn").is_none());
     assert!(!catalog.model_ids().contains(&"broken".to_string()));
     let unavailable = catalog.unavailable_models();
-    assert_eq!(unavailable.len(), 1);
-    assert_eq!(unavailable[0].id, "broken");
+    let ids: Vec<&str> = unavailable.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["broken", "renamed-dir"]);
     assert_eq!(unavailable[0].error, error);
 
     // The shipped model still validates and runs.
