@@ -100,6 +100,9 @@ pub struct BodyLimit(pub usize);
 
 /// Decodes `bytes`, naming the field a data error is about.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // RFC 8259 lets a parser ignore a leading UTF-8 byte order mark, and some clients
+    // write one.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     // Syntax is checked over the whole body first, so that trailing characters are a 400
     // even when the object before them lacks a required field.
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| malformed(&err))?;
@@ -128,15 +131,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
             return malformed(inner);
         }
-        let field = field_path(&err.path().to_string(), &inner.to_string());
+        let message = inner.to_string();
+        let field = field_path(&err.path().to_string(), &message);
+        let advice = if message.starts_with("invalid ") {
+            "; send a value of the type the field takes (docs/api.md)"
+        } else {
+            ""
+        };
         let error = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
-            format!(
-                "invalid request body: {}; send a value of the type the field takes \
-                 (docs/api.md)",
-                json_types(&inner.to_string())
-            ),
+            format!("invalid request body: {}{advice}", json_types(&message)),
         );
         match field {
             Some(field) => error.with_field(field),
@@ -150,7 +155,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Rewrites the Rust type names in a serde message as JSON types: "expected u32"
 /// becomes "expected a whole number from 0 to 4294967295".
 fn json_types(message: &str) -> String {
-    const NAMES: [(&str, &str); 10] = [
+    const NAMES: [(&str, &str); 15] = [
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         (
@@ -164,13 +169,19 @@ fn json_types(message: &str) -> String {
         ("expected f32", "expected a number"),
         ("expected f64", "expected a number"),
         ("expected a sequence", "expected an array"),
+        ("expected a map", "expected an object"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("invalid type: map", "invalid type: object"),
+        ("floating point `", "number `"),
+        ("integer `", "number `"),
     ];
     let mut text = message.to_owned();
     for (rust, json) in NAMES {
         if let Some(at) = text.find(rust) {
             let end = at + rust.len();
             // Only whole type names: "expected u32" but not "expected u32x".
-            if !text[end..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            let name_ends = rust.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !(name_ends && text[end..].starts_with(|c: char| c.is_ascii_alphanumeric())) {
                 text.replace_range(at..end, json);
             }
         }
@@ -300,7 +311,7 @@ mod tests {
         for (body, expected) in [
             (
                 r#"{"lead_hours": -6, "ratio": 1}"#,
-                "invalid value: integer `-6`, expected a whole number from 0 to 4294967295",
+                "invalid value: number `-6`, expected a whole number from 0 to 4294967295",
             ),
             (
                 r#"{"lead_hours": 6, "ratio": "x"}"#,
@@ -308,11 +319,23 @@ mod tests {
             ),
             (
                 r#"{"lead_hours": 6, "ratio": 1, "inner": 3}"#,
-                "invalid type: integer `3`, expected an object",
+                "invalid type: number `3`, expected an object",
             ),
             (
                 r#"{"lead_hours": 6, "ratio": 1, "tags": "a"}"#,
                 "invalid type: string \"a\", expected an array",
+            ),
+            (
+                r#"{"lead_hours": 1.5, "ratio": 1}"#,
+                "invalid type: number `1.5`, expected a whole number",
+            ),
+            (
+                r#"{"lead_hours": [6], "ratio": {}}"#,
+                "invalid type: array, expected a whole number",
+            ),
+            (
+                r#"{"lead_hours": 6, "ratio": {}}"#,
+                "invalid type: object, expected a number",
             ),
         ] {
             let error = decode::<Numbers>(body.as_bytes()).unwrap_err();
@@ -330,6 +353,27 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn byte_order_mark_ignored() {
+        let error = decode::<Outer>(b"\xEF\xBB\xBF[1]").unwrap_err();
+        assert_eq!(error.code, "invalid_body");
+        let outer = decode::<Outer>(b"\xEF\xBB\xBF{\"name\": \"a\"}").unwrap();
+        assert_eq!(outer.name, "a");
+    }
+
+    #[test]
+    fn missing_field_has_no_type_advice() {
+        let error = decode::<Outer>(b"{}").unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("invalid request body: missing field `name` at line 1"),
+            "{}",
+            error.message
+        );
+        assert!(!error.message.contains("send a value"), "{}", error.message);
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub(crate) fn earlier_states(n: usize) -> String {
 }
 
 fn check_members(members: u32, limits: &RequestLimits) -> Result<(), RequestError> {
-    if members != 1 && limits.max_members == 1 {
+    if members > 1 && limits.max_members == 1 {
         return Err(RequestError::new(
             "members",
             format!(

@@ -202,6 +202,10 @@ fn members_and_history_messages() {
         err.message
     );
     assert!(err.message.ends_with("send members 1"), "{}", err.message);
+    r.members = 0;
+    let err = catalog.validate(&r, &limits).unwrap_err();
+    assert_eq!(err.field, "members");
+    assert_eq!(err.message, "members 0 is out of range: use 1 to 1");
 
     // storm-cnn starts from two states, so the first analysis cannot be its init.
     let r = request("storm-cnn", "1996-01-05T00:00:00Z", 6);
