@@ -95,6 +95,10 @@ pub struct ModelInfo {
 pub struct UnavailableModel {
     /// The directory name under the model root.
     pub id: String,
+    /// The `model_id` the directory's manifest declares, where it can be read and
+    /// differs from the directory name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
     /// The load error.
     pub error: String,
 }
@@ -150,7 +154,16 @@ impl Catalog {
                     climatologies.insert(training.dataset.clone(), Arc::new(climatology));
                 }
             }
-            models.insert(model.manifest().model_id.clone(), Arc::new(model));
+            let id = model.manifest().model_id.clone();
+            if models.contains_key(&id) {
+                tracing::warn!(
+                    model = %dir.display(),
+                    model_id = %id,
+                    "another directory under the model root declares the same model_id; \
+                     this one replaces it. Give each model directory its own model_id"
+                );
+            }
+            models.insert(id, Arc::new(model));
         }
         Ok(Catalog {
             data_root: data_root.to_path_buf(),
@@ -168,6 +181,11 @@ impl Catalog {
             .iter()
             .map(|(id, error)| UnavailableModel {
                 id: id.clone(),
+                model_id: self
+                    .unloadable_ids
+                    .iter()
+                    .find(|(_, dir)| *dir == id)
+                    .map(|(declared, _)| declared.clone()),
                 error: error.clone(),
             })
             .collect()
@@ -176,6 +194,11 @@ impl Catalog {
     /// Returns the load error of a model that failed to load, found by its directory
     /// name or by the `model_id` its manifest declares.
     pub fn load_error(&self, name: &str) -> Option<&str> {
+        // A model that loaded, or a baseline, runs even if a broken directory claims
+        // its id.
+        if self.model_ids().iter().any(|id| id == name) {
+            return None;
+        }
         let dir = self.unloadable_ids.get(name).map_or(name, String::as_str);
         self.unloadable.get(dir).map(String::as_str)
     }

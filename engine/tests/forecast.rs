@@ -440,6 +440,11 @@ fn broken_model_leaves_others_usable() {
     manifest["model_id"] = "declared-id".into();
     manifest["architecture"]["linear"]["offsets"][0] = serde_json::json!([0, 0]);
     std::fs::write(renamed.join("manifest.json"), manifest.to_string()).unwrap();
+    // A broken copy that claims the id of the working model.
+    let shadow = root.path().join("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    manifest["model_id"] = "storm-cnn".into();
+    std::fs::write(shadow.join("manifest.json"), manifest.to_string()).unwrap();
     let catalog = Catalog::open(&repo().join("data"), root.path()).expect("catalog opens");
 
     // Found by its directory name and by the id its manifest declares.
@@ -462,12 +467,16 @@ fn broken_model_leaves_others_usable() {
 
     let error = catalog.load_error("broken").expect("load error recorded");
     assert!(error.contains("manifest.json"), "{error}");
+    // The working model keeps its id although the broken copy claims it.
     assert!(catalog.load_error("storm-cnn").is_none());
     assert!(!catalog.model_ids().contains(&"broken".to_string()));
     let unavailable = catalog.unavailable_models();
     let ids: Vec<&str> = unavailable.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, ["broken", "renamed-dir"]);
+    assert_eq!(ids, ["broken", "renamed-dir", "shadow"]);
     assert_eq!(unavailable[0].error, error);
+    assert_eq!(unavailable[0].model_id, None);
+    assert_eq!(unavailable[1].model_id.as_deref(), Some("declared-id"));
+    assert_eq!(unavailable[2].model_id.as_deref(), Some("storm-cnn"));
 
     // The shipped model still validates and runs.
     let validated = catalog
