@@ -219,8 +219,9 @@ impl gridcast_scheduler::SchedulerLease for StoreLease {
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
             {
                 tracing::info!(
-                    holder = %self.holder,
-                    "another scheduler holds the lease; standing by until it lapses"
+                    standby = %self.holder,
+                    "another scheduler holds the lease; standing by until it lapses or is \
+                     released"
                 );
             }
             holds_now
