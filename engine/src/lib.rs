@@ -11,6 +11,7 @@ mod climatology;
 mod error;
 mod evaluate;
 mod forecaster;
+mod json_text;
 pub mod kernel_forward;
 mod request;
 mod rollout;
@@ -26,6 +27,7 @@ pub use catalog::{
 pub use error::EngineError;
 pub use evaluate::{EvaluationPlan, Score, SharedInit, evaluate, first_shared_init};
 pub use gridcast_grid::Region;
+pub use json_text::json_type_names;
 pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
 pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};
 pub use time::{MAX_ECHOED_CHARS, TIME_FORMS, deserialize_utc_time, parse_utc_time, quote_input};

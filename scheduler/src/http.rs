@@ -51,7 +51,10 @@ pub(crate) fn json_error(err: serde_json::Error) -> ApiError {
     ApiError {
         kind: crate::error::ErrorKind::Invalid,
         code: "invalid_json",
-        message: format!("invalid request body: {message}"),
+        message: format!(
+            "invalid request body: {}",
+            gridcast_engine::json_type_names(&message)
+        ),
         field,
     }
 }

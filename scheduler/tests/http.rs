@@ -186,6 +186,14 @@ async fn bad_schedules_are_rejected() {
         let result = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
         assert_error(&result, StatusCode::BAD_REQUEST, code, field);
     }
+    // Type errors name JSON types, not Rust ones.
+    let negative = with(base.clone(), "lead_hours", json!(-6));
+    let (_, body) = call(&router, Method::POST, "/v1/schedules", Some(&negative)).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("invalid value: number `-6`, expected a whole number from 0 to"),
+        "{message}"
+    );
     let mut missing_cron = base.clone();
     missing_cron.as_object_mut().unwrap().remove("cron");
     let result = call(
