@@ -246,13 +246,40 @@ impl AxisSpec {
     }
 }
 
+/// Puts the JSON path of the field an error is about in front of its message, as in
+/// `architecture.linear.anomaly: invalid type: ...`. An error before any field keeps
+/// its line and column only.
+fn with_field(error: serde_path_to_error::Error<serde_json::Error>) -> serde_json::Error {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if path != "." {
+        // Inside the document, serde_json reports an array longer than a fixed-size
+        // one, such as an offset `[1, 2, 3]`, as trailing characters.
+        let extra = if inner.to_string().starts_with("trailing characters") {
+            "too many entries, "
+        } else {
+            ""
+        };
+        <serde_json::Error as serde::de::Error>::custom(format!("{path}: {extra}{inner}"))
+    } else {
+        inner
+    }
+}
+
 impl Manifest {
     /// Reads and parses `manifest.json` in `dir`.
     pub fn read(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|error| ModelError::ManifestJson {
+        let mut deserializer = serde_json::Deserializer::from_str(&text);
+        let parsed: Result<Manifest, _> = serde_path_to_error::deserialize(&mut deserializer);
+        let manifest = parsed.map_err(|error| ModelError::ManifestJson {
+            path: path.clone(),
+            error: with_field(error),
+        })?;
+        deserializer
+            .end()
+            .map_err(|error| ModelError::ManifestJson {
                 path: path.clone(),
                 error,
             })?;

@@ -483,6 +483,39 @@ fn bad_coefficient_tensors_are_rejected() {
 }
 
 #[test]
+fn manifest_type_errors_name_the_field() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let path = dir.path().join("manifest.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 3] = [
+        (
+            |m| m["architecture"]["linear"]["anomaly"] = "true".into(),
+            "architecture.linear.anomaly: invalid type: string \"true\", expected a boolean",
+        ),
+        (
+            |m| m["architecture"]["linear"]["offsets"][2] = serde_json::json!([1, 2, 3]),
+            "architecture.linear.offsets[2]: too many entries, trailing characters",
+        ),
+        (
+            |m| m["architecture"]["linear"]["offsets"][0] = serde_json::json!([1.5, 0]),
+            "architecture.linear.offsets[0][0]: invalid type: floating point `1.5`",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let mut manifest = saved.clone();
+        edit(&mut manifest);
+        std::fs::write(&path, manifest.to_string()).unwrap();
+        let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
 fn overflowing_head_is_an_error() {
     // 3e38 is finite, so the file loads, but times a state feature it overflows f32.
     let data = storm_frames(0..12);
