@@ -100,11 +100,11 @@ pub struct Args {
     /// tendency units summed over the training cells.
     #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RIDGE", default_value_t = 10000.0)]
     pub linear_ridge: f64,
-    /// Radius in grid cells of the linear head's stencil: the head's features include
-    /// the difference between each cell's state and every cell of the square around it,
-    /// up to this many cells away along each axis (3: a 7 x 7 square). At most 8. The
-    /// fit's time grows with the square of the coefficient count: radius 3 fits in
-    /// seconds on 2 cores, radius 8 (1,801 coefficients) took 7 minutes.
+    /// Radius in grid cells of the linear head's stencil, at most 8. The head's
+    /// features include the difference between each cell's state and every cell of the
+    /// square around it, up to this many cells away along each axis (3: a 7 x 7
+    /// square). The fit's time grows with the square of the coefficient count. Radius 3
+    /// fits in seconds on 2 cores, and radius 8 (1,801 coefficients) took 7 minutes.
     #[arg(long, env = "GRIDCAST_TRAIN_LINEAR_RADIUS", default_value_t = 3)]
     pub linear_radius: usize,
     /// Give the linear head each variable's anomaly against the climatology of the
