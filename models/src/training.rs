@@ -220,22 +220,20 @@ pub fn train(
     let last = final_losses(config, &setup, &arch, &params, &losses)?;
     let linear = if config.linear_weight > 0.0 {
         let winds = linear::head_winds(&variable_names(&data.variables));
+        let offsets = linear::stencil_offsets(config.linear_radius);
+        let features = linear::feature_count(
+            data.shape.channels,
+            offsets.len(),
+            winds.len(),
+            config.linear_anomaly,
+        );
         let head = LinearHead {
             weight: config.linear_weight,
             ridge: config.linear_ridge,
-            offsets: linear::stencil_offsets(config.linear_radius),
+            offsets,
             anomaly: config.linear_anomaly,
-            features: 0,
+            features,
             winds,
-        };
-        let head = LinearHead {
-            features: linear::feature_count(
-                data.shape.channels,
-                head.offsets.len(),
-                head.winds.len(),
-                head.anomaly,
-            ),
-            ..head
         };
         let coefficients = fit_linear(&setup, &head)?;
         arch.linear = Some(head);

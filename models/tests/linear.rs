@@ -242,7 +242,7 @@ fn features_follow_the_documented_order() {
 }
 
 #[test]
-fn heads_recorded_before_offsets_keep_their_layout() {
+fn old_head_keeps_its_layout() {
     // Manifests written before `offsets` and `anomaly` existed describe a head on the
     // four neighbours without the anomaly: 91 coefficients for six variables.
     let head: LinearHead = serde_json::from_str(
@@ -256,11 +256,11 @@ fn heads_recorded_before_offsets_keep_their_layout() {
 }
 
 #[test]
-fn stencil_offsets_cover_the_square_nearest_first() {
+fn stencil_offsets_nearest_first() {
     assert!(linear::stencil_offsets(0).is_empty());
-    let one = linear::stencil_offsets(1);
+    let radius_one = linear::stencil_offsets(1);
     assert_eq!(
-        one,
+        radius_one,
         vec![
             [1, 0],
             [-1, 0],
@@ -272,17 +272,17 @@ fn stencil_offsets_cover_the_square_nearest_first() {
             [1, 1]
         ]
     );
-    let three = linear::stencil_offsets(3);
-    assert_eq!(three.len(), 7 * 7 - 1);
-    assert_eq!(three[..8], one[..]);
-    for (k, o) in three.iter().enumerate() {
+    let radius_three = linear::stencil_offsets(3);
+    assert_eq!(radius_three.len(), 7 * 7 - 1);
+    assert_eq!(radius_three[..8], radius_one[..]);
+    for (k, o) in radius_three.iter().enumerate() {
         assert!(o[0].abs().max(o[1].abs()) <= 3, "{o:?} outside the square");
         assert_ne!(*o, [0, 0]);
-        assert!(!three[..k].contains(o), "{o:?} repeated");
+        assert!(!radius_three[..k].contains(o), "{o:?} repeated");
     }
     // Ring by ring: no offset of ring 3 comes before one of ring 2.
     let ring = |o: &[isize; 2]| o[0].abs().max(o[1].abs());
-    assert!(three.windows(2).all(|w| ring(&w[0]) <= ring(&w[1])));
+    assert!(radius_three.windows(2).all(|w| ring(&w[0]) <= ring(&w[1])));
 }
 
 #[test]
@@ -483,7 +483,7 @@ fn bad_coefficient_tensors_are_rejected() {
 }
 
 #[test]
-fn manifest_type_errors_name_the_field() {
+fn manifest_type_error_names_field() {
     let data = storm_frames(0..12);
     let model = tiny_model_with_head(&data);
     let dir = tempfile::tempdir().unwrap();
