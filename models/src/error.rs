@@ -58,9 +58,33 @@ pub enum ModelError {
          tensor `linear` are too large, so retrain with `gridcast train`"
     )]
     NonFiniteHead,
+    /// A forecast state so far from the training data that the model has diverged on
+    /// this input or its weights are corrupt. The state is not returned.
+    #[error(
+        "the forecast of {variable} {}, so the model has diverged on this input or its \
+         weights are corrupt; compare the weights file with the one trained, or retrain \
+         with `gridcast train`",
+        describe_deviation(*deviations, *limit)
+    )]
+    Diverged {
+        variable: String,
+        deviations: f32,
+        limit: f32,
+    },
     /// Training data or configuration that cannot be used.
     #[error("invalid training input: {0}")]
     InvalidTraining(String),
+}
+
+fn describe_deviation(deviations: f32, limit: f32) -> String {
+    if deviations.is_nan() {
+        "is NaN".to_owned()
+    } else {
+        format!(
+            "lies {deviations:.3e} standard deviations from its training mean, beyond the \
+             limit of {limit}"
+        )
+    }
 }
 
 impl From<candle_core::Error> for ModelError {

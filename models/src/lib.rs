@@ -16,7 +16,7 @@ mod training_data;
 pub use error::ModelError;
 pub use forecaster::{Climatology, Forecaster, FrameShape, Persistence};
 pub use manifest::{InputSpec, Manifest};
-pub use neural::{NeuralModel, load};
+pub use neural::{DIVERGENCE_LIMIT, NeuralModel, load};
 pub use training::{
     EpochLoss, LeadWeights, TrainConfig, TrainedModel, masked_mse, persistence_rmse_by_lead, train,
 };

@@ -129,6 +129,19 @@ pub fn check_head(head: &LinearHead, names: &[&str]) -> Result<(), String> {
             ));
         }
     }
+    // The coefficients carry no offsets of their own, so a reordered list would apply
+    // each one to another cell. Training always writes a prefix of one fixed order.
+    let order = stencil_offsets(MAX_OFFSET.unsigned_abs());
+    if let Some(k) = head.offsets.iter().zip(&order).position(|(a, b)| a != b) {
+        let [i, j] = head.offsets[k];
+        let [a, b] = order[k];
+        return Err(format!(
+            "architecture.linear.offsets[{k}] is [{i}, {j}], but training writes [{a}, {b}] \
+             at that position: the offsets must keep the order of training (the four \
+             neighbours, then each ring of the square in row order), because the coefficients \
+             follow it. {retrain}"
+        ));
+    }
     let count = feature_count(names.len(), head.offsets.len(), winds.len(), head.anomaly);
     if head.features != count {
         return Err(format!(

@@ -349,13 +349,20 @@ impl Manifest {
     /// Writes the manifest as pretty JSON to `manifest.json` in `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
         let path = dir.join(MANIFEST_FILE);
+        let text = self.to_json(&path)?;
+        write_replacing(&[(path.as_path(), text.as_bytes())])
+    }
+
+    /// Serialises the manifest as the pretty JSON of `manifest.json`, naming `path` in
+    /// errors.
+    pub(crate) fn to_json(&self, path: &Path) -> Result<String, ModelError> {
         let mut text =
             serde_json::to_string_pretty(self).map_err(|error| ModelError::ManifestJson {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 error,
             })?;
         text.push('\n');
-        std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
+        Ok(text)
     }
 
     /// Compares the caller's variables, units, grid and step with the manifest and
@@ -427,4 +434,45 @@ fn check_axis(name: &str, expected: &AxisSpec, values: &[f64], mismatches: &mut 
 /// Computes the lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes each `(path, bytes)` to a sibling temporary file and flushes it to disk, then
+/// renames the temporary files over their paths in order. A failed write (a full disk,
+/// say) therefore replaces nothing, and a reader sees each file whole. The files get
+/// the mode of any new file (0644 under the usual umask 022), not the 0600 of
+/// temporary-file libraries, so other users and containers can read a trained model.
+pub(crate) fn write_replacing(files: &[(&Path, &[u8])]) -> Result<(), ModelError> {
+    let temporary: Vec<_> = files
+        .iter()
+        .map(|(path, _)| {
+            let name = path.file_name().map_or_else(
+                || "model-file".into(),
+                |name| name.to_string_lossy().into_owned(),
+            );
+            path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+        })
+        .collect();
+    let remove_temporaries = || {
+        for path in &temporary {
+            // Most may not exist yet, and a failed removal leaves only a hidden file.
+            let _ = std::fs::remove_file(path);
+        }
+    };
+    for ((path, bytes), temporary_path) in files.iter().zip(&temporary) {
+        let written = std::fs::File::create(temporary_path).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, bytes)?;
+            file.sync_all()
+        });
+        if let Err(e) = written {
+            remove_temporaries();
+            return Err(ModelError::io(*path, e));
+        }
+    }
+    for ((path, _), temporary_path) in files.iter().zip(&temporary) {
+        if let Err(e) = std::fs::rename(temporary_path, path) {
+            remove_temporaries();
+            return Err(ModelError::io(*path, e));
+        }
+    }
+    Ok(())
 }

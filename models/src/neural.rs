@@ -10,12 +10,19 @@ use crate::{
     Climatology, Forecaster, FrameShape, Manifest, ModelError,
     features::{self, NetworkContext, NetworkForward, Scales, StepInput},
     linear::{self, LINEAR_TENSOR},
-    manifest::sha256_hex,
+    manifest::{MANIFEST_FILE, sha256_hex},
     network::{self, Params, UNET2},
 };
 
 /// Name of the climatology tensor inside the weights file.
 pub const CLIMATOLOGY_TENSOR: &str = "climatology";
+
+/// Largest distance of a forecast value from its variable's training mean, in training
+/// standard deviations, before a step fails with [`ModelError::Diverged`]. The
+/// storm-1996 analyses reach at most 5.2 (v500). A limit of 20 leaves room for weather
+/// far beyond the training period and still stops a runaway rollout long before it
+/// overflows.
+pub const DIVERGENCE_LIMIT: f32 = 20.0;
 
 /// The U-Net forecast model with its manifest and climatology.
 #[derive(Debug)]
@@ -193,8 +200,9 @@ impl NeuralModel {
         self.climatology.tensor().device()
     }
 
-    /// Writes the weights and climatology as safetensors into `dir`, then the manifest
-    /// with the weights file's SHA-256 filled in. Returns the written manifest.
+    /// Writes the weights and climatology as safetensors into `dir`, and the manifest
+    /// with the weights file's SHA-256 filled in. Both files are written in full before
+    /// either replaces an older one. Returns the written manifest.
     pub fn save(&self, dir: &Path) -> Result<Manifest, ModelError> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut tensors: HashMap<String, Tensor> = self.params.clone().into_iter().collect();
@@ -203,12 +211,50 @@ impl NeuralModel {
             tensors.insert(LINEAR_TENSOR.into(), coefficients.clone());
         }
         let path = dir.join(&self.manifest.weights_file);
-        candle_core::safetensors::save(&tensors, &path)?;
-        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+        let bytes =
+            safetensors::serialize(&tensors, None).map_err(|e| ModelError::InvalidWeights {
+                path: path.clone(),
+                reason: format!("cannot serialise the tensors: {e}"),
+            })?;
         let mut manifest = self.manifest.clone();
         manifest.weights_sha256 = sha256_hex(&bytes);
-        manifest.write(dir)?;
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = manifest.to_json(&manifest_path)?;
+        crate::manifest::write_replacing(&[
+            (path.as_path(), bytes.as_slice()),
+            (manifest_path.as_path(), text.as_bytes()),
+        ])?;
         Ok(manifest)
+    }
+
+    /// Fails with [`ModelError::Diverged`] when any value of the normalised state `z`
+    /// `[batch, channels, lat, lon]` is NaN or further than [`DIVERGENCE_LIMIT`] from 0.
+    fn check_divergence(&self, z: &Tensor) -> Result<(), ModelError> {
+        let (_, channels, n_lat, n_lon) = z.dims4()?;
+        let plane = n_lat * n_lon;
+        // On the host, because a reduction on the device need not keep NaN.
+        let values = z.flatten_all()?.to_vec1::<f32>()?;
+        let mut largest = vec![0f32; channels];
+        for (k, cells) in values.chunks(plane.max(1)).enumerate() {
+            let worst = &mut largest[k % channels];
+            for &v in cells {
+                let deviations = v.abs();
+                if deviations.is_nan() || deviations > *worst {
+                    *worst = deviations;
+                }
+            }
+        }
+        let diverged = largest
+            .iter()
+            .position(|&deviations| deviations.is_nan() || deviations > DIVERGENCE_LIMIT);
+        match diverged {
+            None => Ok(()),
+            Some(c) => Err(ModelError::Diverged {
+                variable: self.manifest.variables[c].name.clone(),
+                deviations: largest[c],
+                limit: DIVERGENCE_LIMIT,
+            }),
+        }
     }
 
     fn check_history(&self, history: &[Tensor]) -> Result<(), ModelError> {
@@ -284,6 +330,7 @@ impl Forecaster for NeuralModel {
             climate_now: &climate_now,
         };
         let z_next = features::predict_normalized(&ctx, &input)?;
+        self.check_divergence(&z_next)?;
         let out = features::denormalize_state(&z_next, &self.scales)?;
         Ok(out.to_device(history[1].device())?)
     }

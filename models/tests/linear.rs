@@ -374,7 +374,7 @@ fn head_round_trips_and_mismatches_are_rejected() {
 
     // Manifest values that cannot describe this head are manifest errors.
     type Edit = fn(&mut LinearHead);
-    let cases: [(&str, Edit, &str); 9] = [
+    let cases: [(&str, Edit, &str); 11] = [
         (
             "weight",
             |h| h.weight = 1.5,
@@ -415,6 +415,16 @@ fn head_round_trips_and_mismatches_are_rejected() {
             "repeated offset",
             |h| h.offsets[7] = h.offsets[2],
             "architecture.linear.offsets[7] repeats [0, 1]",
+        ),
+        (
+            "swapped offsets",
+            |h| h.offsets.swap(10, 20),
+            "architecture.linear.offsets[10] is [2, -1], but training writes [-2, 0] at that",
+        ),
+        (
+            "offset outside the order",
+            |h| h.offsets[47] = [8, 8],
+            "architecture.linear.offsets[47] is [8, 8], but training writes [3, 3] at that",
         ),
         (
             "features",
@@ -540,6 +550,48 @@ fn overflowing_head_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, ModelError::NonFiniteHead), "{err}");
     assert!(err.to_string().contains("tensor `linear`"), "{err}");
+}
+
+#[test]
+fn runaway_forecast_is_an_error() {
+    // A coefficient of 1e4 on the state of p is finite and does not overflow, but moves p
+    // hundreds of standard deviations in one step.
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = model.save(dir.path()).unwrap();
+    let history = [state(&data, 9), state(&data, 10)];
+    load(dir.path(), &Device::Cpu)
+        .unwrap()
+        .step(&history, 18)
+        .unwrap();
+    let path = dir.path().join(&manifest.weights_file);
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let mut coefficients = values(model.linear().unwrap());
+    coefficients[6] = 1e4;
+    let shape = model.linear().unwrap().dims().to_vec();
+    let tensor = Tensor::from_vec(coefficients, shape.as_slice(), &Device::Cpu).unwrap();
+    tensors.insert("linear".into(), tensor);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    manifest.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+    manifest.write(dir.path()).unwrap();
+
+    let err = load(dir.path(), &Device::Cpu)
+        .unwrap()
+        .step(&history, 18)
+        .unwrap_err();
+    let ModelError::Diverged {
+        variable,
+        deviations,
+        limit,
+    } = &err
+    else {
+        panic!("expected a divergence error, got {err}");
+    };
+    assert_eq!(variable, "p");
+    assert_eq!(*limit, gridcast_models::DIVERGENCE_LIMIT);
+    assert!(*deviations > *limit, "{err}");
+    assert!(err.to_string().contains("the forecast of p lies"), "{err}");
 }
 
 #[test]

@@ -207,6 +207,35 @@ fn save_load_round_trip() {
     assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
 }
 
+/// Saving writes both files with the mode of any new file, not the 0600 of a temporary
+/// file, and saving again over them leaves no temporary file behind.
+#[cfg(unix)]
+#[test]
+fn saved_files_get_the_usual_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = storm_frames(0..10);
+    let trained = train(&tiny_config(3), &data, &mut |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    trained.model.save(dir.path()).unwrap();
+    trained.model.save(dir.path()).unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let mode = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    let usual = mode("probe");
+    std::fs::remove_file(&probe).unwrap();
+    assert_eq!(mode("model.safetensors"), usual);
+    assert_eq!(mode("manifest.json"), usual);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["manifest.json", "model.safetensors"]);
+}
+
 #[test]
 fn ensemble_with_upstream_round_trip() {
     let data = storm_frames(0..10);

@@ -1,6 +1,7 @@
 //! `gridcast train`: trains the U-Net forecast model on a dataset's training steps and
 //! writes `model.safetensors` and `manifest.json`.
 
+use std::io::IsTerminal;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
@@ -129,8 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colour codes only on a terminal, so a redirected log stays plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .try_init();
     check_linear_flags(&args)?;
+    check_out_dir(&args.out)?;
     let steps = parse_steps(&args.train_steps)?;
     // NOTE: GridError is not Send + Sync, so anyhow cannot keep it as the source; its
     // message is kept instead.
@@ -284,6 +289,27 @@ fn train_config(args: &Args) -> TrainConfig {
 }
 
 /// Rejects linear head settings before any data is read, naming the flag.
+/// Creates `--out` if absent and checks that files can be written in it, so that a bad
+/// path fails before minutes of training rather than after them.
+fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    let advice = "choose a directory this user can write, or omit --out for models/storm-cnn";
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "invalid --out {}: cannot create it; {advice}",
+            out.display()
+        )
+    })?;
+    let probe = out.join(format!(".gridcast-train-check.{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "invalid --out {}: cannot write files in it; {advice}",
+            out.display()
+        )
+    })?;
+    std::fs::remove_file(&probe)
+        .with_context(|| format!("cannot remove the check file {}", probe.display()))
+}
+
 fn check_linear_flags(args: &Args) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.linear_weight) {
         bail!(
@@ -423,6 +449,24 @@ mod tests {
         assert!(parse_steps("9-5").is_err());
         assert!(parse_steps("a-5").is_err());
         assert!(parse_steps("").is_err());
+    }
+
+    #[test]
+    fn out_dir_checked_before_training() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        check_out_dir(&nested).unwrap();
+        assert!(nested.is_dir());
+        assert_eq!(std::fs::read_dir(&nested).unwrap().count(), 0);
+
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = format!("{:#}", check_out_dir(&file).unwrap_err());
+        assert!(err.contains("invalid --out"), "{err}");
+        assert!(
+            err.contains("choose a directory this user can write"),
+            "{err}"
+        );
     }
 
     #[test]
