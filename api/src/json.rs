@@ -106,15 +106,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Syntax is checked over the whole body first, so that trailing characters are a 400
     // even when the object before them lacks a required field.
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| malformed(&err))?;
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first != Some(b'{') {
-        let found = match first {
-            Some(b'[') => "an array",
-            Some(b'"') => "a string",
-            Some(b'n') => "null",
-            Some(b't' | b'f') => "a boolean",
-            _ => "a number",
-        };
+    let found = gridcast_engine::json_value_kind(bytes);
+    if found != "an object" {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
@@ -132,7 +125,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return malformed(inner);
         }
         let message = inner.to_string();
-        let field = field_path(&err.path().to_string(), &message);
+        let field = gridcast_engine::json_field_path(&err.path().to_string(), &message);
         let advice = if message.starts_with("invalid ") {
             "; send a value of the type the field takes (docs/api.md)"
         } else {
@@ -161,25 +154,6 @@ fn malformed(error: &serde_json::Error) -> ApiError {
         "malformed_json",
         format!("request body is not valid JSON: {error}"),
     )
-}
-
-/// JSON path of the field an error is about. serde reports a missing or duplicate field
-/// at the enclosing object and names it in backticks in the message, so it is appended.
-/// An unknown or mistyped field is already the last segment of the path.
-fn field_path(path: &str, message: &str) -> Option<String> {
-    let parent = if path == "." { "" } else { path };
-    let named = ["missing field `", "duplicate field `"]
-        .iter()
-        .find_map(|prefix| message.strip_prefix(prefix));
-    if let Some(rest) = named {
-        let name = rest.split('`').next().unwrap_or("");
-        return Some(if parent.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{parent}.{name}")
-        });
-    }
-    (!parent.is_empty()).then(|| parent.to_owned())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, shorten};
@@ -40,29 +40,123 @@ pub fn routes(scheduler: Arc<Scheduler>) -> Router {
 
 type Shared = State<Arc<Scheduler>>;
 
-/// Maps a serde error to a 400 naming the field where serde reports one.
-pub(crate) fn json_error(err: serde_json::Error) -> ApiError {
-    let message = err.to_string();
-    let field = ["unknown field `", "missing field `", "duplicate field `"]
-        .iter()
-        .find_map(|prefix| message.split_once(prefix))
-        .and_then(|(_, rest)| rest.split('`').next())
-        .map(str::to_string);
+/// Builds the 400 `invalid_json` for a body that is not valid JSON.
+fn malformed(err: &serde_json::Error) -> ApiError {
+    ApiError::invalid(
+        "invalid_json",
+        format!("request body is not valid JSON: {err}"),
+        None,
+    )
+}
+
+/// Maps a decoding error of valid JSON (a missing, unknown, repeated or mistyped field)
+/// to a 400 `invalid_field` whose `field` is the JSON path, with JSON type names.
+pub(crate) fn field_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let message = err.inner().to_string();
+    let field = gridcast_engine::json_field_path(&err.path().to_string(), &message);
+    let advice = if message.starts_with("invalid ") {
+        "; send a value of the type the field takes (docs/scheduler.md)"
+    } else {
+        ""
+    };
     ApiError {
         kind: crate::error::ErrorKind::Invalid,
-        code: "invalid_json",
+        code: "invalid_field",
         message: format!(
-            "invalid request body: {}",
+            "invalid request body: {}{advice}",
             gridcast_engine::json_type_names(&message)
         ),
         field,
     }
 }
 
-/// Parses a JSON body. Taking raw bytes instead of axum's `Json` extractor keeps every
-/// rejection in the `{"error": ...}` shape.
+/// Parses a JSON object body. Taking raw bytes instead of axum's `Json` extractor keeps
+/// every rejection in the `{"error": ...}` shape. Bad syntax anywhere in the body is
+/// `invalid_json`, a body that is not an object `invalid_body`, and a bad field
+/// `invalid_field`, all 400.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(json_error)
+    // RFC 8259 lets a parser ignore a leading UTF-8 byte order mark.
+    let bytes = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| malformed(&err))?;
+    let found = gridcast_engine::json_value_kind(bytes);
+    if found != "an object" {
+        return Err(ApiError::invalid(
+            "invalid_body",
+            format!("request body is {found}, but it must be a JSON object; see docs/scheduler.md"),
+            None,
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(field_error)?;
+    deserializer.end().map_err(|err| malformed(&err))?;
+    Ok(value)
+}
+
+/// A JSON value in which no object, at any depth, repeats a key. A merge patch is decoded
+/// as one, because `serde_json::Value` keeps the last of repeated keys, while the
+/// definition routes reject them.
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(UniqueKeys(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(values.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!("duplicate field `{key}`")));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
 }
 
 /// The backfill body before its times are parsed.
@@ -136,11 +230,8 @@ async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let patch: serde_json::Value = parse(&body)?;
-    if !patch.is_object() {
-        let message = "a merge patch must be a JSON object".to_string();
-        return Err(ApiError::invalid("invalid_json", message, None));
-    }
+    // `parse` accepts only an object, as a merge patch of a definition must be.
+    let UniqueKeys(patch) = parse(&body)?;
     Ok(ok(StatusCode::OK, s.patch_schedule(&id, patch)?))
 }
 

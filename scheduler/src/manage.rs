@@ -137,7 +137,8 @@ impl Scheduler {
             .ok_or_else(|| ApiError::not_found(id))?;
         let mut merged = row.spec.clone();
         merge_patch(&mut merged, patch);
-        let spec: ScheduleSpec = serde_json::from_value(merged).map_err(crate::http::json_error)?;
+        let spec: ScheduleSpec =
+            serde_path_to_error::deserialize(merged).map_err(crate::http::field_error)?;
         self.replace_schedule(id, spec)
     }
 

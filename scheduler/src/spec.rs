@@ -12,7 +12,7 @@ use crate::error::ApiError;
 /// What happens to cycles that came due while the scheduler was not running or the
 /// schedule was paused. Every missed cycle is logged and counted in
 /// `cycles_missed_total`, whichever policy applies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissedCyclePolicy {
     /// Run every missed cycle within the catch-up window, oldest first.
@@ -22,6 +22,40 @@ pub enum MissedCyclePolicy {
     RunLatest,
     /// Run none of them; only cycles that come due on time run.
     Skip,
+}
+
+/// The policy names, as written in TOML and JSON.
+const POLICY_NAMES: [(&str, MissedCyclePolicy); 3] = [
+    ("run_all", MissedCyclePolicy::RunAll),
+    ("run_latest", MissedCyclePolicy::RunLatest),
+    ("skip", MissedCyclePolicy::Skip),
+];
+
+/// Accepts only the policy names as strings. serde's derive would also take an object
+/// such as `{"skip": null}`, and serde_json reports a number there as a syntax error
+/// ("expected value").
+impl<'de> Deserialize<'de> for MissedCyclePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(PolicyVisitor)
+    }
+}
+
+struct PolicyVisitor;
+
+impl serde::de::Visitor<'_> for PolicyVisitor {
+    type Value = MissedCyclePolicy;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("one of the strings \"run_all\", \"run_latest\" or \"skip\"")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        POLICY_NAMES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|&(_, policy)| policy)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
+    }
 }
 
 /// A schedule as configured. Field names are the TOML keys and JSON fields.
@@ -37,8 +71,13 @@ pub struct ScheduleSpec {
     /// Model to run; the dataset's default model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Bounding box to forecast; the dataset's whole domain when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Bounding box to forecast; the dataset's whole domain when absent. Only an object
+    /// is accepted, as on the job route.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "gridcast_engine::deserialize_region_object"
+    )]
     pub region: Option<Region>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<Vec<String>>,

@@ -161,8 +161,8 @@ async fn bad_schedules_are_rejected() {
         ),
         (
             with(base.clone(), "lead_hours", json!(-6)),
-            "invalid_json",
-            None,
+            "invalid_field",
+            Some("lead_hours"),
         ),
         (
             with(base.clone(), "id", json!("a/b")),
@@ -171,21 +171,46 @@ async fn bad_schedules_are_rejected() {
         ),
         (
             with(base.clone(), "missed_cycles", json!("sometimes")),
-            "invalid_json",
-            None,
+            "invalid_field",
+            Some("missed_cycles"),
+        ),
+        (
+            with(base.clone(), "missed_cycles", json!(1)),
+            "invalid_field",
+            Some("missed_cycles"),
+        ),
+        (
+            with(base.clone(), "missed_cycles", json!({"skip": null})),
+            "invalid_field",
+            Some("missed_cycles"),
+        ),
+        (
+            with(base.clone(), "region", json!([30, 50, -120, -80])),
+            "invalid_field",
+            Some("region"),
         ),
         (
             with(base.clone(), "colour", json!("blue")),
-            "invalid_json",
+            "invalid_field",
             Some("colour"),
         ),
         ("{\"id\": \"storm\"".to_string(), "invalid_json", None),
-        ("[]".to_string(), "invalid_json", None),
+        ("[]".to_string(), "invalid_body", None),
+        ("\"storm\"".to_string(), "invalid_body", None),
+        (format!("{base} x"), "invalid_json", None),
     ];
     for (body, code, field) in cases {
         let result = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
         assert_error(&result, StatusCode::BAD_REQUEST, code, field);
     }
+    // A bad policy lists the policies.
+    let policy = with(base.clone(), "missed_cycles", json!(1));
+    let (_, body) = call(&router, Method::POST, "/v1/schedules", Some(&policy)).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#"expected one of the strings "run_all", "run_latest" or "skip""#),
+        "{message}"
+    );
     // Type errors name JSON types, not Rust ones.
     let negative = with(base.clone(), "lead_hours", json!(-6));
     let (_, body) = call(&router, Method::POST, "/v1/schedules", Some(&negative)).await;
@@ -206,7 +231,7 @@ async fn bad_schedules_are_rejected() {
     assert_error(
         &result,
         StatusCode::BAD_REQUEST,
-        "invalid_json",
+        "invalid_field",
         Some("cron"),
     );
     assert!(h.scheduler.bank().schedules().unwrap().is_empty());
@@ -285,6 +310,37 @@ async fn update_and_patch_validate_first() {
     )
     .await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_cron", Some("cron"));
+    // A mistyped field of the merged definition is named, in JSON's words.
+    let mistyped = call(
+        &router,
+        Method::PATCH,
+        "/v1/schedules/storm",
+        Some("{\"lead_hours\": \"twelve\"}"),
+    )
+    .await;
+    assert_error(
+        &mistyped,
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+        Some("lead_hours"),
+    );
+    let message = mistyped.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("expected a whole number"), "{message}");
+    // A repeated key is rejected as on the other routes, at any depth.
+    for (body, field) in [
+        (r#"{"lead_hours": 24, "lead_hours": 48}"#, "lead_hours"),
+        (r#"{"region": {"south": 30, "south": 31}}"#, "region.south"),
+    ] {
+        let repeated = call(&router, Method::PATCH, "/v1/schedules/storm", Some(body)).await;
+        assert_error(
+            &repeated,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    let array = call(&router, Method::PATCH, "/v1/schedules/storm", Some("[]")).await;
+    assert_error(&array, StatusCode::BAD_REQUEST, "invalid_body", None);
     let renamed = call(
         &router,
         Method::PUT,
@@ -422,7 +478,7 @@ async fn backfill_ranges() {
     assert_error(
         &missing,
         StatusCode::BAD_REQUEST,
-        "invalid_json",
+        "invalid_field",
         Some("to"),
     );
     assert_eq!(h.scheduler.bank().cycles("storm", &[]).unwrap().len(), 5);
@@ -566,7 +622,7 @@ async fn duplicate_key_and_long_id_in_errors() {
     assert_error(
         &duplicate,
         StatusCode::BAD_REQUEST,
-        "invalid_json",
+        "invalid_field",
         Some("to"),
     );
     let trailing = r#"{"from": "1996-01-05", "to": "1996-01-05"} x"#;
