@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use gridcast_engine::{
-    CLIMATOLOGY, Catalog, EvaluationPlan, PERSISTENCE, evaluate, first_shared_init,
+    CLIMATOLOGY, Catalog, EvaluationPlan, PERSISTENCE, Score, evaluate, first_shared_init,
 };
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +38,9 @@ pub struct Args {
         default_value = "6,12,18,24"
     )]
     pub leads: Vec<u32>,
-    /// Print a JSON array of {variable, lead_hours, system, rmse, acc, n_inits}.
+    /// Print a JSON array of {variable, lead_hours, system, model_id, rmse, acc,
+    /// n_inits}. `system` is `model`, `persistence` or `climatology`, and `model_id`
+    /// names the scored model on its rows.
     #[arg(long, env = "GRIDCAST_JSON")]
     pub json: bool,
 }
@@ -78,7 +80,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let scores = evaluate(&catalog, &plan)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&scores)?);
+        let rows: Vec<JsonRow<'_>> = scores.iter().map(JsonRow::from).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     println!(
@@ -93,6 +96,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One row of `--json` output. The model's rows have `system: "model"` and carry its id,
+/// so a reader can pick them out without knowing the id.
+#[derive(Debug, serde::Serialize)]
+struct JsonRow<'a> {
+    variable: &'a str,
+    lead_hours: u32,
+    system: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_id: Option<&'a str>,
+    rmse: f64,
+    acc: Option<f64>,
+    n_inits: usize,
+}
+
+impl<'a> From<&'a Score> for JsonRow<'a> {
+    fn from(score: &'a Score) -> Self {
+        let baseline = score.system == PERSISTENCE || score.system == CLIMATOLOGY;
+        JsonRow {
+            variable: &score.variable,
+            lead_hours: score.lead_hours,
+            system: if baseline { &score.system } else { "model" },
+            model_id: (!baseline).then_some(score.system.as_str()),
+            rmse: score.rmse,
+            acc: score.acc,
+            n_inits: score.n_inits,
+        }
+    }
 }
 
 /// Lists the model, then the baselines that it does not already name, so that
@@ -138,6 +170,29 @@ mod tests {
         }
         let systems = systems_to_score(Some("storm-cnn".to_string()));
         assert_eq!(systems, ["storm-cnn", PERSISTENCE, CLIMATOLOGY]);
+    }
+
+    #[test]
+    fn json_rows_name_the_model() {
+        let score = |system: &str| Score {
+            variable: "t".into(),
+            lead_hours: 6,
+            system: system.into(),
+            rmse: 2.5,
+            acc: Some(0.9),
+            n_inits: 19,
+        };
+        let model = serde_json::to_value(JsonRow::from(&score("storm-cnn"))).unwrap();
+        assert_eq!(model["system"], "model");
+        assert_eq!(model["model_id"], "storm-cnn");
+        assert_eq!(model["lead_hours"], 6);
+        assert_eq!(model["rmse"], 2.5);
+        assert_eq!(model["n_inits"], 19);
+        for baseline in [PERSISTENCE, CLIMATOLOGY] {
+            let row = serde_json::to_value(JsonRow::from(&score(baseline))).unwrap();
+            assert_eq!(row["system"], baseline);
+            assert!(row.get("model_id").is_none(), "{row}");
+        }
     }
 
     #[test]
