@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
@@ -26,57 +28,86 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                let mime = value.split(';').next().unwrap_or("").trim();
-                mime.eq_ignore_ascii_case("application/json")
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "request body must be JSON: send `Content-Type: application/json`",
-            )
-            .with_field("Content-Type"));
+        if !is_json(request.headers()) {
+            return Err(not_json());
         }
-        let limit = request.extensions().get::<BodyLimit>().map(|limit| limit.0);
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if let (Some(limit), Some(declared)) = (limit, declared)
-            && declared > limit as u64
-        {
-            // Reject before reading, because a client that declares too much may never send it.
-            return Err(too_large(limit));
-        }
-        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state));
-        let Ok(read) = read.await else {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "request body was not received within {} s; send the whole body at once",
-                    BODY_READ_TIMEOUT.as_secs()
-                ),
-            ));
-        };
-        let bytes = read.map_err(|rejection| {
-            let status = rejection.status();
-            match (status, limit) {
-                (StatusCode::PAYLOAD_TOO_LARGE, Some(limit)) => too_large(limit),
-                (StatusCode::PAYLOAD_TOO_LARGE, None) => {
-                    ApiError::new(status, "body_too_large", rejection.body_text())
-                }
-                _ => ApiError::new(status, "invalid_body", rejection.body_text()),
-            }
-        })?;
+        let bytes = read_body(request, state).await?;
         decode(&bytes).map(JsonBody)
     }
+}
+
+/// Applies [`JsonBody`]'s rules to routes that read the raw body themselves, such as the
+/// scheduler's. The size limit and read timeout give JSON errors. A body that is not
+/// empty needs a JSON content type, so POSTs without a body stay valid.
+pub async fn raw_body_rules(request: Request, next: Next) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(Request::from_parts(parts.clone(), body), &()).await?;
+    if !bytes.is_empty() && !is_json(&parts.headers) {
+        return Err(not_json());
+    }
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
+/// Tells whether the request declares a JSON body: `application/json` or a JSON-based
+/// type such as the merge patch's `application/merge-patch+json` (RFC 7386).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let mime = value.split(';').next().unwrap_or("").trim();
+            let mime = mime.to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "request body must be JSON: send `Content-Type: application/json`",
+    )
+    .with_field("Content-Type")
+}
+
+/// Reads the whole body under the router's [`BodyLimit`] and [`BODY_READ_TIMEOUT`].
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = request.extensions().get::<BodyLimit>().map(|limit| limit.0);
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let (Some(limit), Some(declared)) = (limit, declared)
+        && declared > limit as u64
+    {
+        // Reject before reading, because a client that declares too much may never send it.
+        return Err(too_large(limit));
+    }
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state));
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "request body was not received within {} s; send the whole body at once",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    read.map_err(|rejection| {
+        let status = rejection.status();
+        match (status, limit) {
+            (StatusCode::PAYLOAD_TOO_LARGE, Some(limit)) => too_large(limit),
+            (StatusCode::PAYLOAD_TOO_LARGE, None) => {
+                ApiError::new(status, "body_too_large", rejection.body_text())
+            }
+            _ => ApiError::new(status, "invalid_body", rejection.body_text()),
+        }
+    })
 }
 
 /// How long a client may take to send a request body once its headers arrived.

@@ -109,12 +109,18 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Puts `routes` (for example the scheduler's) behind the same keys and roles as the
-/// v1 API.
+/// v1 API, and under its body rules: `--max-body-bytes`, the read timeout and a JSON
+/// content type, each rejected with a JSON error.
 pub fn protect(routes: Router, state: AppState) -> Router {
-    routes.layer(axum::middleware::from_fn_with_state(
-        state,
-        auth::authenticate,
-    ))
+    let max_body = state.config.max_body_bytes;
+    routes
+        .layer(axum::middleware::from_fn(json::raw_body_rules))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::Extension(json::BodyLimit(max_body)))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
 }
 
 /// `/health`, `/ready` and `/metrics` alone, for worker and scheduler processes that

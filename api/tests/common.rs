@@ -110,14 +110,24 @@ async fn build_app(
         bank,
         limiter,
     };
+    // A route that reads the raw body, as the scheduler's do, to test `protect`.
+    let raw = axum::Router::new().route(
+        RAW_ROUTE,
+        axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+    );
+    let raw = gridcast_api::protect(raw, state.clone());
     TestApp {
-        router: gridcast_api::router(state),
+        router: gridcast_api::router(state).merge(raw),
         store,
         catalog,
         dir,
         _backends: backends,
     }
 }
+
+/// Path of the test route behind `gridcast_api::protect`, which returns the length of
+/// the body it received.
+pub const RAW_ROUTE: &str = "/test/raw-body";
 
 pub async fn test_app() -> TestApp {
     test_app_with(|_| {}).await

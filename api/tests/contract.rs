@@ -613,6 +613,50 @@ async fn declared_oversized_body_is_413_before_reading() {
 }
 
 #[tokio::test]
+async fn protected_raw_routes_follow_body_rules() {
+    // The limit is 4096 bytes in the test configuration.
+    let app = test_app().await;
+    let post = |content_type: Option<&str>, body: Vec<u8>| {
+        let mut request = axum::http::Request::builder()
+            .method("POST")
+            .uri(common::RAW_ROUTE);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.body(axum::body::Body::from(body)).unwrap()
+    };
+
+    let small = app
+        .send(post(Some("application/json"), b"{}".to_vec()))
+        .await;
+    assert_eq!(small.status, StatusCode::OK);
+    assert_eq!(small.bytes, b"2");
+    // POSTs without a body, such as pausing a schedule, need no content type.
+    let empty = app.send(post(None, Vec::new())).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.bytes, b"0");
+
+    let patch = app
+        .send(post(Some("application/merge-patch+json"), b"{}".to_vec()))
+        .await;
+    assert_eq!(patch.status, StatusCode::OK);
+
+    let text = app.send(post(Some("text/plain"), b"{}".to_vec())).await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(text.json()["error"]["code"], "unsupported_media_type");
+    let large = app
+        .send(post(Some("application/json"), vec![b' '; 5000]))
+        .await;
+    assert_eq!(large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(large.json()["error"]["code"], "body_too_large");
+    let message = large.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("limit of 4096 bytes"), "{message}");
+}
+
+#[tokio::test]
 async fn stalled_body_times_out_with_408() {
     let app = test_app().await;
     let request = axum::http::Request::builder()
