@@ -57,6 +57,18 @@ pub struct SkillLine {
     pub persistence_rmse: f64,
 }
 
+/// Adds the step and lead at which a model failed to its message, because a model can
+/// fail many steps into a rollout, for example when its forecast diverges.
+fn at_lead(err: EngineError, step: u32, steps: u32, lead_hours: u32) -> EngineError {
+    match err {
+        EngineError::Model { model, message } => EngineError::Model {
+            model,
+            message: format!("{message} (step {step} of {steps}, lead {lead_hours} h)"),
+        },
+        other => other,
+    }
+}
+
 /// Runs `request` and writes its CF netCDF result to `out`. The file appears only
 /// when the whole forecast is written; a cancelled or failed run leaves nothing at
 /// `out`.
@@ -96,7 +108,9 @@ pub fn run_forecast(
         }
         let lead_hours = step * request.step_hours;
         let valid_time = init_time + Duration::hours(i64::from(lead_hours));
-        let next = forecaster.step(&history, valid_time)?;
+        let next = forecaster
+            .step(&history, valid_time)
+            .map_err(|err| at_lead(err, step, request.steps, lead_hours))?;
         let fields: Vec<Vec<f32>> = output_channels
             .iter()
             .map(|&(c, _)| next.crop_masked(c, &indices, history.never_observed(c)))
@@ -229,4 +243,29 @@ fn output_channels(
             Ok((channel, var))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_error_names_its_lead() {
+        let err = EngineError::Model {
+            model: "storm-cnn".into(),
+            message: "the forecast of p is NaN".into(),
+        };
+        assert_eq!(
+            at_lead(err, 3, 40, 18).to_string(),
+            "model storm-cnn: the forecast of p is NaN (step 3 of 40, lead 18 h)"
+        );
+        let cancelled = EngineError::Cancelled {
+            steps_done: 2,
+            steps_total: 4,
+        };
+        assert_eq!(
+            at_lead(cancelled, 3, 4, 18).to_string(),
+            "forecast cancelled after 2 of 4 steps"
+        );
+    }
 }
