@@ -127,12 +127,18 @@ impl Climatology {
         values: Vec<f32>,
         device: &Device,
     ) -> Result<Self, ModelError> {
-        if values.len() != hours.len() * shape.len() || values.iter().any(|x| !x.is_finite()) {
+        if values.len() != hours.len() * shape.len() {
             return Err(ModelError::InvalidTraining(format!(
-                "climatology needs {} finite values for {} hours, got {}",
+                "climatology needs {} values for {} hours, got {}",
                 hours.len() * shape.len(),
                 hours.len(),
                 values.len()
+            )));
+        }
+        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+            return Err(ModelError::InvalidTraining(format!(
+                "climatology value {k} is {}, but every value must be finite",
+                values[k]
             )));
         }
         let dims = (hours.len(), shape.channels, shape.n_lat, shape.n_lon);

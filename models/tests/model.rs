@@ -481,3 +481,27 @@ fn persistence_lead_weights_change_training() {
     );
     assert_eq!(uniform.model.manifest().training.lead_weights, "uniform");
 }
+
+#[test]
+fn climatology_names_bad_values() {
+    let shape = FrameShape {
+        channels: 1,
+        n_lat: 2,
+        n_lon: 2,
+    };
+    let mut values = vec![280.0f32; 8];
+    let short = Climatology::from_values(vec![0, 6], shape, values[..7].to_vec(), &Device::Cpu);
+    let err = short.unwrap_err().to_string();
+    assert!(
+        err.contains("climatology needs 8 values for 2 hours, got 7"),
+        "{err}"
+    );
+    values[5] = f32::NAN;
+    let err = Climatology::from_values(vec![0, 6], shape, values, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("climatology value 5 is NaN, but every value must be finite"),
+        "{err}"
+    );
+}
