@@ -4,7 +4,7 @@
 /// Rewrites the Rust type names in a serde message as JSON types: "expected u32"
 /// becomes "expected a whole number from 0 to 4294967295".
 pub fn json_type_names(message: &str) -> String {
-    const NAMES: [(&str, &str); 15] = [
+    const NAMES: [(&str, &str); 16] = [
         ("expected u8", "expected a whole number from 0 to 255"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         (
@@ -13,7 +13,11 @@ pub fn json_type_names(message: &str) -> String {
         ),
         ("expected u64", "expected a whole number of 0 or more"),
         ("expected usize", "expected a whole number of 0 or more"),
-        ("expected i32", "expected a whole number"),
+        ("expected isize", "expected a whole number"),
+        (
+            "expected i32",
+            "expected a whole number from -2147483648 to 2147483647",
+        ),
         ("expected i64", "expected a whole number"),
         ("expected f32", "expected a number"),
         ("expected f64", "expected a number"),
@@ -74,5 +78,40 @@ pub fn json_value_kind(body: &[u8]) -> &'static str {
         Some(b'n') => "null",
         Some(b't' | b'f') => "a boolean",
         _ => "a number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_types_get_their_range() {
+        let message = "invalid value: integer `3000000000`, expected i32";
+        assert_eq!(
+            json_type_names(message),
+            "invalid value: number `3000000000`, expected a whole number from -2147483648 to \
+             2147483647"
+        );
+        assert_eq!(
+            json_type_names("invalid type: floating point `1.5`, expected isize"),
+            "invalid type: number `1.5`, expected a whole number"
+        );
+        // Only whole type names are rewritten.
+        assert_eq!(json_type_names("expected i32x"), "expected i32x");
+    }
+
+    #[test]
+    fn value_kind_from_first_character() {
+        for (body, kind) in [
+            (" {\"a\": 1}", "an object"),
+            ("[1]", "an array"),
+            ("\"x\"", "a string"),
+            ("null", "null"),
+            ("true", "a boolean"),
+            ("-1.5", "a number"),
+        ] {
+            assert_eq!(json_value_kind(body.as_bytes()), kind, "{body}");
+        }
     }
 }
