@@ -525,24 +525,29 @@ fn manifest_type_error_names_field() {
     }
 }
 
+/// Saves `model` into `dir` with coefficient 6 of variable 0 (the state of p) set to
+/// `value`, and the manifest's weights hash updated so that the model loads.
+fn save_with_p_state_coefficient(model: &NeuralModel, dir: &std::path::Path, value: f32) {
+    let mut manifest = model.save(dir).unwrap();
+    let path = dir.join(&manifest.weights_file);
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let mut coefficients = values(model.linear().unwrap());
+    coefficients[6] = value;
+    let shape = model.linear().unwrap().dims().to_vec();
+    let tensor = Tensor::from_vec(coefficients, shape.as_slice(), &Device::Cpu).unwrap();
+    tensors.insert("linear".into(), tensor);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    manifest.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
+    manifest.write(dir).unwrap();
+}
+
 #[test]
 fn overflowing_head_is_an_error() {
     // 3e38 is finite, so the file loads, but times a state feature it overflows f32.
     let data = storm_frames(0..12);
     let model = tiny_model_with_head(&data);
     let dir = tempfile::tempdir().unwrap();
-    let mut manifest = model.save(dir.path()).unwrap();
-    let path = dir.path().join(&manifest.weights_file);
-    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    let mut coefficients = values(model.linear().unwrap());
-    // Coefficient 6 of variable 0: the state of p.
-    coefficients[6] = 3e38;
-    let shape = model.linear().unwrap().dims().to_vec();
-    let tensor = Tensor::from_vec(coefficients, shape.as_slice(), &Device::Cpu).unwrap();
-    tensors.insert("linear".into(), tensor);
-    candle_core::safetensors::save(&tensors, &path).unwrap();
-    manifest.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
-    manifest.write(dir.path()).unwrap();
+    save_with_p_state_coefficient(&model, dir.path(), 3e38);
 
     let loaded = load(dir.path(), &Device::Cpu).unwrap();
     let err = loaded
@@ -558,23 +563,15 @@ fn runaway_forecast_is_an_error() {
     // hundreds of standard deviations in one step.
     let data = storm_frames(0..12);
     let model = tiny_model_with_head(&data);
-    let dir = tempfile::tempdir().unwrap();
-    let mut manifest = model.save(dir.path()).unwrap();
     let history = [state(&data, 9), state(&data, 10)];
-    load(dir.path(), &Device::Cpu)
+    let sound = tempfile::tempdir().unwrap();
+    model.save(sound.path()).unwrap();
+    load(sound.path(), &Device::Cpu)
         .unwrap()
         .step(&history, 18)
         .unwrap();
-    let path = dir.path().join(&manifest.weights_file);
-    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    let mut coefficients = values(model.linear().unwrap());
-    coefficients[6] = 1e4;
-    let shape = model.linear().unwrap().dims().to_vec();
-    let tensor = Tensor::from_vec(coefficients, shape.as_slice(), &Device::Cpu).unwrap();
-    tensors.insert("linear".into(), tensor);
-    candle_core::safetensors::save(&tensors, &path).unwrap();
-    manifest.weights_sha256 = sha256_hex(&std::fs::read(&path).unwrap());
-    manifest.write(dir.path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    save_with_p_state_coefficient(&model, dir.path(), 1e4);
 
     let err = load(dir.path(), &Device::Cpu)
         .unwrap()
