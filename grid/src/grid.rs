@@ -76,8 +76,26 @@ impl std::fmt::Display for Region {
         write!(
             f,
             "(south {}, north {}, west {}, east {})",
-            self.south, self.north, self.west, self.east
+            Degrees(self.south),
+            Degrees(self.north),
+            Degrees(self.west),
+            Degrees(self.east)
         )
+    }
+}
+
+/// An edge in degrees as messages print it: plain for any real coordinate, and in
+/// exponent form from 1e6 on, so that a value such as 1e308 does not fill a message
+/// with 309 digits.
+struct Degrees(f64);
+
+impl std::fmt::Display for Degrees {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.abs() >= 1e6 {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
@@ -493,6 +511,20 @@ fn unwrap_longitudes(lon: &[f64], order: &[usize]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_edges_print_short() {
+        let region = Region {
+            south: 1e308,
+            north: 50.0,
+            west: -120.5,
+            east: -1e7,
+        };
+        assert_eq!(
+            region.to_string(),
+            "(south 1e308, north 50, west -120.5, east -1e7)"
+        );
+    }
 
     fn global_3deg() -> Grid {
         Grid {
