@@ -59,8 +59,11 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|value| {
             let mime = value.split(';').next().unwrap_or("").trim();
             let mime = mime.to_ascii_lowercase();
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            let suffixed = mime
+                .strip_prefix("application/")
+                .and_then(|subtype| subtype.strip_suffix("+json"))
+                .is_some_and(|name| !name.is_empty());
+            mime == "application/json" || suffixed
         })
 }
 

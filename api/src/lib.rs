@@ -110,10 +110,12 @@ pub fn router(state: AppState) -> Router {
 
 /// Puts `routes` (for example the scheduler's) behind the same keys and roles as the
 /// v1 API, and under its body rules: `--max-body-bytes`, the read timeout and a JSON
-/// content type, each rejected with a JSON error.
+/// content type, each rejected with a JSON error. A method a route lacks gets the API's
+/// JSON 405 as well.
 pub fn protect(routes: Router, state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
     routes
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(json::raw_body_rules))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::Extension(json::BodyLimit(max_body)))

@@ -641,6 +641,11 @@ async fn protected_raw_routes_follow_body_rules() {
         .await;
     assert_eq!(patch.status, StatusCode::OK);
 
+    let nameless = app
+        .send(post(Some("application/+json"), b"{}".to_vec()))
+        .await;
+    assert_eq!(nameless.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     let text = app.send(post(Some("text/plain"), b"{}".to_vec())).await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(text.json()["error"]["code"], "unsupported_media_type");
@@ -654,6 +659,15 @@ async fn protected_raw_routes_follow_body_rules() {
         .unwrap()
         .to_owned();
     assert!(message.contains("limit of 4096 bytes"), "{message}");
+
+    let request = axum::http::Request::builder()
+        .method("GET")
+        .uri(common::RAW_ROUTE)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let get = app.send(request).await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.json()["error"]["code"], "method_not_allowed");
 }
 
 #[tokio::test]

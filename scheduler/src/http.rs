@@ -92,6 +92,19 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Rejects a body on a route that takes none, so that a client sending one learns that
+/// it was not read, before anything changes.
+fn no_body(body: &Bytes) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "invalid_body",
+        "this request takes no body; send it with an empty body".to_owned(),
+        None,
+    ))
+}
+
 /// A JSON value in which no object, at any depth, repeats a key. A merge patch is decoded
 /// as one, because `serde_json::Value` keeps the last of repeated keys, while the
 /// definition routes reject them.
@@ -235,20 +248,40 @@ async fn patch(
     Ok(ok(StatusCode::OK, s.patch_schedule(&id, patch)?))
 }
 
-async fn delete_one(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn delete_one(
+    State(s): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    no_body(&body)?;
     s.delete_schedule(&id)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn pause(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn pause(
+    State(s): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    no_body(&body)?;
     Ok(ok(StatusCode::OK, s.set_paused(&id, true)?))
 }
 
-async fn resume(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn resume(
+    State(s): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    no_body(&body)?;
     Ok(ok(StatusCode::OK, s.set_paused(&id, false)?))
 }
 
-async fn trigger(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn trigger(
+    State(s): Shared,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    no_body(&body)?;
     Ok(ok(StatusCode::ACCEPTED, s.trigger(&id)?))
 }
 

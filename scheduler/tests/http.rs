@@ -381,6 +381,17 @@ async fn pause_resume_and_trigger() {
         Some(&spec_json().to_string()),
     )
     .await;
+    // A body on a route that takes none is rejected before anything changes.
+    for (method, uri) in [
+        (Method::POST, "/v1/schedules/storm/pause"),
+        (Method::POST, "/v1/schedules/storm/trigger"),
+        (Method::DELETE, "/v1/schedules/storm"),
+    ] {
+        let with_body = call(&router, method, uri, Some("{\"x\": 1}")).await;
+        assert_error(&with_body, StatusCode::BAD_REQUEST, "invalid_body", None);
+    }
+    let (_, unchanged) = call(&router, Method::GET, "/v1/schedules/storm", None).await;
+    assert_eq!(unchanged["paused"], false, "{unchanged}");
     let (status, paused) = call(&router, Method::POST, "/v1/schedules/storm/pause", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(paused["paused"], true);
