@@ -10,6 +10,9 @@ rows = json.load(sys.stdin)
 by_key = {(r["variable"], r["lead_hours"], r["system"]): r for r in rows}
 systems = sorted({r["system"] for r in rows} - {"persistence", "climatology"})
 model = systems[0] if systems else None
+if model is None:
+    sys.exit("no model rows to tabulate: `gridcast evaluate --model persistence` (or "
+             "climatology) scores only baselines; omit --model or name a trained model")
 variables = list(dict.fromkeys(r["variable"] for r in rows))
 leads = sorted({r["lead_hours"] for r in rows})
 
