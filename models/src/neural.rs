@@ -233,6 +233,8 @@ impl NeuralModel {
         let (_, channels, n_lat, n_lon) = z.dims4()?;
         let plane = n_lat * n_lon;
         // On the host, because a reduction on the device need not keep NaN.
+        // NOTE: on a GPU this is one more device-to-host copy per step; its cost has not
+        // been measured.
         let values = z.flatten_all()?.to_vec1::<f32>()?;
         let mut largest = vec![0f32; channels];
         for (k, cells) in values.chunks(plane.max(1)).enumerate() {

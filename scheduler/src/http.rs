@@ -87,7 +87,15 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(field_error)?;
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        // The syntax check above skips strings without decoding them, so a bad UTF-8
+        // byte inside one is found only here.
+        if err.inner().is_syntax() || err.inner().is_eof() {
+            malformed(err.inner())
+        } else {
+            field_error(err)
+        }
+    })?;
     deserializer.end().map_err(|err| malformed(&err))?;
     Ok(value)
 }
@@ -316,4 +324,17 @@ async fn insights(State(s): Shared) -> Result<Response, ApiError> {
         "patterns": patterns,
     });
     Ok(ok(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_utf8_in_string_is_invalid_json() {
+        let body = Bytes::from_static(b"{\"id\": \"a\xffb\"}");
+        let err = parse::<ScheduleSpec>(&body).unwrap_err();
+        assert_eq!(err.code, "invalid_json", "{err}");
+        assert_eq!(err.field, None);
+    }
 }
