@@ -319,7 +319,7 @@ async fn job_state_follows_store() {
     assert!(
         fixture
             .store
-            .fail(&lease, &error, Utc::now())
+            .fail(&lease, &error, 0, Utc::now())
             .await
             .unwrap()
     );
@@ -429,7 +429,7 @@ async fn failed_outcome_keeps_error_class() {
     };
     fixture
         .store
-        .fail(&lease, &error, Utc::now())
+        .fail(&lease, &error, 0, Utc::now())
         .await
         .unwrap();
     let job = fixture.store.job(lease.job_id()).await.unwrap().unwrap();

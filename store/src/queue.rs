@@ -261,15 +261,18 @@ impl Store {
         Ok(affected == 1)
     }
 
-    /// Marks the job failed for good. Returns `false` when the lease was lost.
+    /// Marks the job failed for good, recording the rollout steps the attempt finished
+    /// (the last heartbeat may have seen fewer). Returns `false` when the lease was lost.
     pub async fn fail(
         &self,
         lease: &Lease,
         error: &JobError,
+        steps_done: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET state = 'failed', error_code = $1, error_message = $2, \
+             steps_done = CASE WHEN steps_done > $7 THEN steps_done ELSE $7 END, \
              lease_owner = NULL, lease_expires_at = NULL, finished_at = $3, updated_at = $3 \
              WHERE id = $4 AND state = 'running' AND attempts = $5 AND lease_owner = $6",
         )
@@ -279,21 +282,24 @@ impl Store {
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
+        .bind(i64::from(steps_done))
         .execute(pool)
         .await?
         .rows_affected());
         Ok(affected == 1)
     }
 
-    /// Marks a running job cancelled after its worker stopped it. Returns `false` when
-    /// the lease was lost.
+    /// Marks a running job cancelled after its worker stopped it, recording the rollout
+    /// steps it finished. Returns `false` when the lease was lost.
     pub async fn mark_cancelled(
         &self,
         lease: &Lease,
+        steps_done: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let affected = on_db!(self, pool => sqlx::query(
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, \
+             steps_done = CASE WHEN steps_done > $5 THEN steps_done ELSE $5 END, \
              finished_at = $1, updated_at = $1 \
              WHERE id = $2 AND state = 'running' AND attempts = $3 AND lease_owner = $4",
         )
@@ -301,6 +307,7 @@ impl Store {
         .bind(lease.job_id().to_string())
         .bind(i64::from(lease.attempt))
         .bind(&lease.owner)
+        .bind(i64::from(steps_done))
         .execute(pool)
         .await?
         .rows_affected());

@@ -480,11 +480,42 @@ async fn cancel_running_job_reaches_worker(backend: Backend) {
             cancel_requested: true
         }
     );
-    assert!(store.mark_cancelled(&lease, t0()).await.unwrap());
-    assert_eq!(
-        store.job(id).await.unwrap().unwrap().state,
-        JobState::Cancelled
-    );
+    // The run finished a second step after the heartbeat that saw one.
+    assert!(store.mark_cancelled(&lease, 2, t0()).await.unwrap());
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(job.steps_done, 2);
+}
+
+/// A run that fails before its first heartbeat still reports the steps it finished,
+/// and a later, smaller count never lowers what a heartbeat recorded.
+async fn failure_records_finished_steps(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let store = fx.store.clone();
+    let error = JobError {
+        code: "model".to_owned(),
+        message: "forecast diverged".to_owned(),
+    };
+    let first = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.fail(&lease, &error, 1, t0()).await.unwrap());
+    let job = store.job(first).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!((job.steps_done, job.steps_total), (1, 2));
+
+    let second = store.submit(new_job(0), 10, t0()).await.unwrap().job().id;
+    let lease = store
+        .claim(&worker("a"), LEASE, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    store.heartbeat(&lease, 2, LEASE, t0()).await.unwrap();
+    assert!(store.fail(&lease, &error, 0, t0()).await.unwrap());
+    assert_eq!(store.job(second).await.unwrap().unwrap().steps_done, 2);
 }
 
 async fn cancel_finished_job_is_invalid(backend: Backend) {
@@ -737,6 +768,7 @@ on_both_backends!(
     retry_waits_for_backoff,
     cancel_queued_job_never_starts,
     cancel_running_job_reaches_worker,
+    failure_records_finished_steps,
     cancel_finished_job_is_invalid,
     result_objects_per_attempt,
     counts_cover_every_state,

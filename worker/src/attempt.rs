@@ -106,7 +106,12 @@ impl Worker {
             self.clean_up_after_takeover(lease);
         }
         let started = Instant::now();
-        let (result, stop) = self.run_with_heartbeats(lease, &scratch, shutdown).await?;
+        let shared = Arc::new(SharedControl::default());
+        let (result, stop) = self
+            .run_with_heartbeats(lease, &scratch, shutdown, &shared)
+            .await?;
+        // The run has ended, so this is every step it finished.
+        let steps_done = shared.steps_done.load(Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.observe("run", started.elapsed().as_secs_f64());
         }
@@ -120,7 +125,7 @@ impl Worker {
                 .map(|owned| fenced(owned, AttemptOutcome::Released)),
             (Ok(Err(EngineError::Cancelled { .. })), _) => self
                 .store
-                .mark_cancelled(lease, self.clock.now())
+                .mark_cancelled(lease, steps_done, self.clock.now())
                 .await
                 .map(|owned| fenced(owned, AttemptOutcome::Cancelled)),
             (Ok(Err(err)), _) => {
@@ -128,14 +133,15 @@ impl Worker {
                     code: error_code(&err).to_owned(),
                     message: err.to_string(),
                 };
-                self.record_failure(lease, &error, err.is_retryable()).await
+                self.record_failure(lease, &error, err.is_retryable(), steps_done)
+                    .await
             }
             (Err(join_error), _) => {
                 let error = JobError {
                     code: "panic".to_owned(),
                     message: format!("forecast run panicked: {join_error}"),
                 };
-                self.record_failure(lease, &error, false).await
+                self.record_failure(lease, &error, false, steps_done).await
             }
         };
         remove_scratch(&scratch);
@@ -200,8 +206,8 @@ impl Worker {
         lease: &Lease,
         scratch: &Path,
         shutdown: &CancellationToken,
+        shared: &Arc<SharedControl>,
     ) -> Result<(RunResult, Option<StopReason>), StoreError> {
-        let shared = Arc::new(SharedControl::default());
         let mut task = self.spawn_run(lease, scratch, shared.clone());
         let mut ticker = tokio::time::interval(self.config.heartbeat);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -305,7 +311,8 @@ impl Worker {
                 code: "result_store".to_owned(),
                 message: format!("storing the result under {key} failed: {message}"),
             };
-            return self.record_failure(lease, &error, true).await;
+            let steps_total = lease.job.steps_total;
+            return self.record_failure(lease, &error, true, steps_total).await;
         }
         let committed = self
             .store
@@ -337,12 +344,13 @@ impl Worker {
     }
 
     /// Queues the job again with backoff when the error is retryable and attempts are
-    /// left; fails it otherwise.
+    /// left; fails it otherwise, with the `steps_done` the attempt finished.
     async fn record_failure(
         &self,
         lease: &Lease,
         error: &JobError,
         retryable: bool,
+        steps_done: u32,
     ) -> Result<AttemptOutcome, StoreError> {
         let now = self.clock.now();
         if retryable && lease.attempt < lease.job.max_attempts {
@@ -355,7 +363,7 @@ impl Worker {
         }
         tracing::warn!(code = %error.code, error = %error.message, retryable, "job failed");
         Ok(fenced(
-            self.store.fail(lease, error, now).await?,
+            self.store.fail(lease, error, steps_done, now).await?,
             AttemptOutcome::Failed,
         ))
     }

@@ -94,6 +94,28 @@ impl ForecastRunner for SlowRunner {
     }
 }
 
+/// Runner that finishes `steps` steps at once, then fails as a diverging model does.
+struct DivergingRunner {
+    steps: u32,
+}
+
+impl ForecastRunner for DivergingRunner {
+    fn run(
+        &self,
+        _: &serde_json::Value,
+        _: &Path,
+        control: &RunControl,
+    ) -> Result<serde_json::Value, EngineError> {
+        for step in 1..=self.steps {
+            (control.on_progress)(step, 40);
+        }
+        Err(EngineError::Model {
+            model: "storm-cnn".to_owned(),
+            message: format!("t diverged (step {} of 40)", self.steps + 1),
+        })
+    }
+}
+
 fn io_error() -> EngineError {
     EngineError::Io {
         path: PathBuf::from("/data/Tstorm.cdf"),
@@ -229,6 +251,24 @@ async fn permanent_failure_fails_at_once() {
         "{}",
         error.message
     );
+}
+
+/// The run fails well within the first heartbeat interval, so only the final update
+/// can record how far it got.
+#[tokio::test]
+async fn failed_job_keeps_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let (store, id) = store_with_job(dir.path(), 3, clock.now()).await;
+    let runner = Arc::new(DivergingRunner { steps: 3 });
+    let mut config = worker_config(dir.path(), "w");
+    config.heartbeat = Duration::from_secs(3600);
+    let worker = Worker::new(store.clone(), runner, config).with_clock(clock);
+    let outcome = worker.run_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!(outcome, Some(AttemptOutcome::Failed));
+    let job = store.job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.steps_done, 3);
 }
 
 #[tokio::test]
