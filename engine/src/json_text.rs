@@ -1,52 +1,6 @@
 //! Messages and field paths of JSON decoding errors, in the words of JSON rather than of
-//! Rust, shared by the job and schedule routes.
-
-/// Rewrites the Rust type names in a serde message as JSON types: "expected u32"
-/// becomes "expected a whole number from 0 to 4294967295".
-pub fn json_type_names(message: &str) -> String {
-    const NAMES: [(&str, &str); 16] = [
-        ("expected u8", "expected a whole number from 0 to 255"),
-        ("expected u16", "expected a whole number from 0 to 65535"),
-        (
-            "expected u32",
-            "expected a whole number from 0 to 4294967295",
-        ),
-        ("expected u64", "expected a whole number of 0 or more"),
-        ("expected usize", "expected a whole number of 0 or more"),
-        ("expected isize", "expected a whole number"),
-        (
-            "expected i32",
-            "expected a whole number from -2147483648 to 2147483647",
-        ),
-        ("expected i64", "expected a whole number"),
-        ("expected f32", "expected a number"),
-        ("expected f64", "expected a number"),
-        ("expected a sequence", "expected an array"),
-        ("expected a map", "expected an object"),
-        ("invalid type: sequence", "invalid type: array"),
-        ("invalid type: map", "invalid type: object"),
-        ("floating point `", "number `"),
-        ("integer `", "number `"),
-    ];
-    let mut text = message.to_owned();
-    for (rust, json) in NAMES {
-        if let Some(at) = text.find(rust) {
-            let end = at + rust.len();
-            // Only whole type names: "expected u32" but not "expected u32x".
-            let name_ends = rust.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !(name_ends && text[end..].starts_with(|c: char| c.is_ascii_alphanumeric())) {
-                text.replace_range(at..end, json);
-            }
-        }
-    }
-    if let Some(at) = text.find("expected struct ") {
-        let name_end = text[at + 16..]
-            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .map_or(text.len(), |n| at + 16 + n);
-        text.replace_range(at..name_end, "expected an object");
-    }
-    text
-}
+//! Rust, shared by the job and schedule routes. The type names come from
+//! [`gridcast_models::json_type_names`], which manifest errors use as well.
 
 /// Gives the JSON path of the field a `serde_path_to_error` error is about, from its
 /// path and message. serde reports a missing or duplicate field at the enclosing object
@@ -84,22 +38,6 @@ pub fn json_value_kind(body: &[u8]) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn integer_types_get_their_range() {
-        let message = "invalid value: integer `3000000000`, expected i32";
-        assert_eq!(
-            json_type_names(message),
-            "invalid value: number `3000000000`, expected a whole number from -2147483648 to \
-             2147483647"
-        );
-        assert_eq!(
-            json_type_names("invalid type: floating point `1.5`, expected isize"),
-            "invalid type: number `1.5`, expected a whole number"
-        );
-        // Only whole type names are rewritten.
-        assert_eq!(json_type_names("expected i32x"), "expected i32x");
-    }
 
     #[test]
     fn value_kind_from_first_character() {

@@ -28,7 +28,8 @@ pub use catalog::{
 pub use error::EngineError;
 pub use evaluate::{EvaluationPlan, Score, SharedInit, evaluate, first_shared_init};
 pub use gridcast_grid::Region;
-pub use json_text::{json_field_path, json_type_names, json_value_kind};
+pub use gridcast_models::json_type_names;
+pub use json_text::{json_field_path, json_value_kind};
 pub use region_field::deserialize_region_object;
 pub use request::{ForecastRequest, RequestError, RequestLimits, ValidatedRequest};
 pub use rollout::{ForecastSummary, RunControl, SkillLine, run_forecast};

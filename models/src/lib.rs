@@ -6,6 +6,7 @@ mod error;
 pub mod evaluation;
 pub mod features;
 mod forecaster;
+mod json_names;
 pub mod linear;
 pub mod manifest;
 pub mod network;
@@ -15,6 +16,7 @@ mod training_data;
 
 pub use error::ModelError;
 pub use forecaster::{Climatology, Forecaster, FrameShape, Persistence};
+pub use json_names::json_type_names;
 pub use manifest::{InputSpec, Manifest};
 pub use neural::{DIVERGENCE_LIMIT, NeuralModel, load};
 pub use training::{

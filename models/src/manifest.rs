@@ -260,7 +260,8 @@ fn with_field(error: serde_path_to_error::Error<serde_json::Error>) -> serde_jso
         } else {
             ""
         };
-        <serde_json::Error as serde::de::Error>::custom(format!("{path}: {extra}{inner}"))
+        let message = crate::json_type_names(&inner.to_string());
+        <serde_json::Error as serde::de::Error>::custom(format!("{path}: {extra}{message}"))
     } else {
         inner
     }

@@ -502,7 +502,8 @@ fn manifest_type_error_names_field() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     type Edit = fn(&mut serde_json::Value);
-    let cases: [(Edit, &str); 3] = [
+    // Type names are JSON's, not Rust's.
+    let cases: [(Edit, &str); 5] = [
         (
             |m| m["architecture"]["linear"]["anomaly"] = "true".into(),
             "architecture.linear.anomaly: invalid type: string \"true\", expected a boolean",
@@ -513,7 +514,17 @@ fn manifest_type_error_names_field() {
         ),
         (
             |m| m["architecture"]["linear"]["offsets"][0] = serde_json::json!([1.5, 0]),
-            "architecture.linear.offsets[0][0]: invalid type: floating point `1.5`",
+            "architecture.linear.offsets[0][0]: invalid type: number `1.5`, expected a whole \
+             number",
+        ),
+        (
+            |m| m["architecture"]["linear"]["offsets"] = "x".into(),
+            "architecture.linear.offsets: invalid type: string \"x\", expected an array",
+        ),
+        (
+            |m| m["architecture"]["linear"]["features"] = serde_json::json!(-1),
+            "architecture.linear.features: invalid value: number `-1`, expected a whole \
+             number of 0 or more",
         ),
     ];
     for (edit, expected) in cases {
