@@ -35,6 +35,9 @@ pub struct Catalog {
     /// Directory name per `model_id` of a failed directory whose manifest names one
     /// that differs from the directory name, so a request by either finds the error.
     unloadable_ids: BTreeMap<String, String>,
+    /// Declared `model_id` per directory name, for loaded models whose directory is
+    /// named otherwise, so a request by directory name can point to the id.
+    renamed: BTreeMap<String, String>,
 }
 
 /// A dataset as `GET /v1/datasets` lists it.
@@ -121,6 +124,7 @@ impl Catalog {
         let mut climatologies = BTreeMap::new();
         let mut unloadable = BTreeMap::new();
         let mut unloadable_ids = BTreeMap::new();
+        let mut renamed = BTreeMap::new();
         for dir in subdirectories_with(model_root, "manifest.json", "model")? {
             let mut model = match gridcast_models::load(&dir, &Device::Cpu) {
                 Ok(model) => model,
@@ -155,6 +159,11 @@ impl Catalog {
                 }
             }
             let id = model.manifest().model_id.clone();
+            if let Some(name) = dir.file_name().and_then(|name| name.to_str())
+                && name != id
+            {
+                renamed.insert(name.to_owned(), id.clone());
+            }
             if models.contains_key(&id) {
                 tracing::warn!(
                     model = %dir.display(),
@@ -172,7 +181,21 @@ impl Catalog {
             models,
             unloadable,
             unloadable_ids,
+            renamed,
         })
+    }
+
+    /// Explains why `name` is not a model: a directory of that name declares another
+    /// `model_id`, or no model has that id, in which case the available ids are listed.
+    pub fn unknown_model_hint(&self, name: &str) -> String {
+        match self.renamed.get(name) {
+            Some(id) if !self.models.contains_key(name) => format!(
+                "the directory {name} under the model root declares model_id {id:?}; \
+                 request {id:?}, or set model_id in its manifest.json to {name:?} (and \
+                 give each model directory its own model_id)"
+            ),
+            _ => format!("available: {}", self.model_ids().join(", ")),
+        }
     }
 
     /// Lists the model directories that failed to load, with their errors.
@@ -403,9 +426,9 @@ impl Catalog {
                         format!("its directory under the model root failed to load: {error}")
                     }
                     None => format!(
-                        "not found under the model root; available: {}. Train it with \
-                         `gridcast train` or choose another model",
-                        self.model_ids().join(", ")
+                        "not found under the model root; {}. Train it with `gridcast \
+                         train` or choose another model",
+                        self.unknown_model_hint(other)
                     ),
                 };
                 Err(EngineError::Model {

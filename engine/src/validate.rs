@@ -71,9 +71,9 @@ impl Catalog {
             return Err(RequestError::new(
                 "model",
                 format!(
-                    "unknown model {}; available: {}",
+                    "unknown model {}; {}",
                     quote_input(&id),
-                    self.model_ids().join(", ")
+                    self.unknown_model_hint(&id)
                 ),
             ));
         }

@@ -501,3 +501,40 @@ fn broken_model_leaves_others_usable() {
     assert!(err.contains("manifest.json"), "{err}");
     assert!(!err.contains("unknown model"), "{err}");
 }
+
+#[test]
+fn copied_model_directory_names_its_id() {
+    // A working copy of the shipped model under another directory name keeps the
+    // manifest's model_id, so a request by the directory name points to that id.
+    let root = tempfile::tempdir().unwrap();
+    let shipped = repo().join("models/storm-cnn");
+    let copy = root.path().join("storm-cnn-copy");
+    std::fs::create_dir(&copy).unwrap();
+    for name in ["manifest.json", "model.safetensors"] {
+        std::fs::copy(shipped.join(name), copy.join(name)).unwrap();
+    }
+    let catalog = Catalog::open(&repo().join("data"), root.path()).expect("catalog opens");
+    assert!(catalog.model_ids().contains(&"storm-cnn".to_string()));
+
+    let err = catalog
+        .validate(
+            &request("storm-cnn-copy", "1996-01-16T00:00:00Z", 6),
+            &RequestLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("storm-cnn-copy under the model root declares model_id \"storm-cnn\""),
+        "{err}"
+    );
+    assert!(err.contains("request \"storm-cnn\""), "{err}");
+    let other = catalog
+        .validate(
+            &request("no-such-model", "1996-01-16T00:00:00Z", 6),
+            &RequestLimits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(other.contains("available: "), "{other}");
+    assert!(other.contains("storm-cnn"), "{other}");
+}
