@@ -418,11 +418,7 @@ fn broken_model_leaves_others_usable() {
     // A model directory whose manifest does not parse sits beside the shipped model.
     let root = tempfile::tempdir().unwrap();
     let shipped = repo().join("models/storm-cnn");
-    let good = root.path().join("storm-cnn");
-    std::fs::create_dir(&good).unwrap();
-    for name in ["manifest.json", "model.safetensors"] {
-        std::fs::copy(shipped.join(name), good.join(name)).unwrap();
-    }
+    copy_shipped_model(&root.path().join("storm-cnn"));
     let broken = root.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
     std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
@@ -507,12 +503,7 @@ fn copied_model_directory_names_its_id() {
     // A working copy of the shipped model under another directory name keeps the
     // manifest's model_id, so a request by the directory name points to that id.
     let root = tempfile::tempdir().unwrap();
-    let shipped = repo().join("models/storm-cnn");
-    let copy = root.path().join("storm-cnn-copy");
-    std::fs::create_dir(&copy).unwrap();
-    for name in ["manifest.json", "model.safetensors"] {
-        std::fs::copy(shipped.join(name), copy.join(name)).unwrap();
-    }
+    copy_shipped_model(&root.path().join("storm-cnn-copy"));
     let catalog = Catalog::open(&repo().join("data"), root.path()).expect("catalog opens");
     assert!(catalog.model_ids().contains(&"storm-cnn".to_string()));
 
@@ -537,4 +528,13 @@ fn copied_model_directory_names_its_id() {
         .to_string();
     assert!(other.contains("available: "), "{other}");
     assert!(other.contains("storm-cnn"), "{other}");
+}
+
+/// Copies the shipped model's manifest and weights into the new directory `dir`.
+fn copy_shipped_model(dir: &Path) {
+    let shipped = repo().join("models/storm-cnn");
+    std::fs::create_dir(dir).unwrap();
+    for name in ["manifest.json", "model.safetensors"] {
+        std::fs::copy(shipped.join(name), dir.join(name)).unwrap();
+    }
 }
