@@ -185,16 +185,22 @@ impl Catalog {
         })
     }
 
-    /// Explains why `name` is not a model: a directory of that name declares another
-    /// `model_id`, or no model has that id, in which case the available ids are listed.
+    /// Explains why `name` is not a model and what to do: a directory of that name
+    /// declares another `model_id`, or no model has that id, in which case the available
+    /// ids are listed.
     pub fn unknown_model_hint(&self, name: &str) -> String {
         match self.renamed.get(name) {
             Some(id) if !self.models.contains_key(name) => format!(
-                "the directory {name} under the model root declares model_id {id:?}; \
-                 request {id:?}, or set model_id in its manifest.json to {name:?} (and \
-                 give each model directory its own model_id)"
+                "the directory {} under the model root declares model_id {}; request {}, \
+                 or give the directory its own model_id in its manifest.json",
+                quote_input(name),
+                quote_input(id),
+                quote_input(id)
             ),
-            _ => format!("available: {}", self.model_ids().join(", ")),
+            _ => format!(
+                "available: {}. Train it with `gridcast train` or choose another model",
+                self.model_ids().join(", ")
+            ),
         }
     }
 
@@ -426,8 +432,7 @@ impl Catalog {
                         format!("its directory under the model root failed to load: {error}")
                     }
                     None => format!(
-                        "not found under the model root; {}. Train it with `gridcast \
-                         train` or choose another model",
+                        "not found under the model root; {}",
                         self.unknown_model_hint(other)
                     ),
                 };

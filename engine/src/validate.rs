@@ -105,14 +105,20 @@ fn check_init_time(
         ));
     };
     if index + 1 < history {
-        let earliest = dataset.times[history - 1];
+        let earliest = match dataset.times.get(history - 1) {
+            Some(time) => format!("the earliest usable init time is {}", time.to_rfc3339()),
+            None => format!(
+                "dataset {:?} holds only {} times, so no init time is usable",
+                dataset.name,
+                dataset.times.len()
+            ),
+        };
         return Err(RequestError::new(
             "init_time",
             format!(
-                "init time {} needs {}; the earliest usable init time is {}",
+                "init time {} needs {}; {earliest}",
                 request.init_time.to_rfc3339(),
                 earlier_states(history - 1),
-                earliest.to_rfc3339()
             ),
         ));
     }

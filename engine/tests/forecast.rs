@@ -515,10 +515,14 @@ fn copied_model_directory_names_its_id() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("storm-cnn-copy under the model root declares model_id \"storm-cnn\""),
+        err.contains(
+            "the directory \"storm-cnn-copy\" under the model root declares model_id \
+             \"storm-cnn\""
+        ),
         "{err}"
     );
     assert!(err.contains("request \"storm-cnn\""), "{err}");
+    assert!(!err.contains("Train it"), "{err}");
     let other = catalog
         .validate(
             &request("no-such-model", "1996-01-16T00:00:00Z", 6),
@@ -527,6 +531,7 @@ fn copied_model_directory_names_its_id() {
         .unwrap_err()
         .to_string();
     assert!(other.contains("available: "), "{other}");
+    assert!(other.contains("Train it with `gridcast train`"), "{other}");
     assert!(other.contains("storm-cnn"), "{other}");
 }
 

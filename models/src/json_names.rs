@@ -45,6 +45,14 @@ pub fn json_type_names(message: &str) -> String {
             .map_or(text.len(), |n| at + 16 + n);
         text.replace_range(at..name_end, "expected an object");
     }
+    // serde reads an array into a struct field by field, and calls an array of the
+    // wrong length an invalid length. In JSON words, an object was expected.
+    if text.starts_with("invalid length ") && text.contains("expected an object with ") {
+        let position = text
+            .find(" at line ")
+            .map_or(String::new(), |at| text[at..].to_owned());
+        text = format!("invalid type: array, expected an object{position}");
+    }
     text
 }
 
@@ -66,5 +74,19 @@ mod tests {
         );
         // Only whole type names are rewritten.
         assert_eq!(json_type_names("expected i32x"), "expected i32x");
+    }
+
+    #[test]
+    fn array_for_struct_is_type_error() {
+        assert_eq!(
+            json_type_names("invalid length 0, expected struct Manifest with 13 elements"),
+            "invalid type: array, expected an object"
+        );
+        assert_eq!(
+            json_type_names(
+                "invalid length 1, expected struct Grid with 2 elements at line 1 column 9"
+            ),
+            "invalid type: array, expected an object at line 1 column 9"
+        );
     }
 }

@@ -13,6 +13,10 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Version of the manifest layout; bumped when a field changes meaning.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// Number of consecutive states one network step reads: the current state and the one
+/// a step earlier, whose difference is the trend input.
+pub const NETWORK_HISTORY: usize = 2;
+
 /// Relative tolerance when comparing grid coordinates, so coordinates that went
 /// through f32 (netCDF `float` axes) still match the f64 values in the manifest.
 const GRID_TOLERANCE: f64 = 1e-5;
@@ -263,7 +267,8 @@ fn with_field(error: serde_path_to_error::Error<serde_json::Error>) -> serde_jso
         let message = crate::json_type_names(&inner.to_string());
         <serde_json::Error as serde::de::Error>::custom(format!("{path}: {extra}{message}"))
     } else {
-        inner
+        let message = crate::json_type_names(&inner.to_string());
+        <serde_json::Error as serde::de::Error>::custom(message)
     }
 }
 
@@ -307,13 +312,58 @@ impl Manifest {
                 }
             })?;
         }
-        if let Some(message) = manifest.invalid_statistics() {
+        if let Some(message) = manifest
+            .invalid_field()
+            .or_else(|| manifest.invalid_statistics())
+        {
             return Err(ModelError::ManifestJson {
                 path,
                 error: <serde_json::Error as serde::de::Error>::custom(message),
             });
         }
         Ok(manifest)
+    }
+
+    /// Describes the first top-level field that this crate cannot run: a format from
+    /// another version, an empty id, a zero step, a history the network does not read,
+    /// or a weights file outside the model directory.
+    fn invalid_field(&self) -> Option<String> {
+        if self.format_version != MANIFEST_FORMAT {
+            return Some(format!(
+                "format_version is {}, but this gridcast reads format {MANIFEST_FORMAT}; \
+                 use the gridcast version that wrote it, or retrain with `gridcast train`",
+                self.format_version
+            ));
+        }
+        if self.model_id.is_empty() || self.model_id.chars().any(char::is_control) {
+            return Some(format!(
+                "model_id {:?} must be a non-empty name without control characters; set \
+                 it to the model directory's name",
+                self.model_id
+            ));
+        }
+        if self.step_hours == 0 {
+            return Some("step_hours is 0; it must be the model step in hours, such as 6".into());
+        }
+        if self.history_len != NETWORK_HISTORY {
+            return Some(format!(
+                "history_len is {}, but the network reads exactly {NETWORK_HISTORY} states \
+                 (the current one and the one a step earlier, for the trend); set it to \
+                 {NETWORK_HISTORY}",
+                self.history_len
+            ));
+        }
+        let plain_name = Path::new(&self.weights_file)
+            .file_name()
+            .is_some_and(|name| name == self.weights_file.as_str());
+        if !plain_name {
+            return Some(format!(
+                "weights_file {:?} must be a file name inside the model directory, without \
+                 a directory part, such as \"model.safetensors\"",
+                self.weights_file
+            ));
+        }
+        None
     }
 
     /// Describes the first normalisation statistic that would make inference divide by

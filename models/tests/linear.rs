@@ -536,6 +536,76 @@ fn manifest_type_error_names_field() {
     }
 }
 
+#[test]
+fn manifest_fields_checked_at_load() {
+    let data = storm_frames(0..12);
+    let model = tiny_model_with_head(&data);
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let path = dir.path().join("manifest.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(load(dir.path(), &Device::Cpu).is_ok());
+    let cases = [
+        (
+            "history_len",
+            serde_json::json!(1_000_000),
+            "history_len is 1000000",
+        ),
+        ("history_len", serde_json::json!(0), "history_len is 0"),
+        (
+            "history_len",
+            serde_json::json!(3),
+            "reads exactly 2 states",
+        ),
+        (
+            "format_version",
+            serde_json::json!(2),
+            "format_version is 2",
+        ),
+        (
+            "model_id",
+            serde_json::json!(""),
+            "model_id \"\" must be a non-empty name",
+        ),
+        (
+            "model_id",
+            serde_json::json!("a\nb"),
+            "without control characters",
+        ),
+        ("step_hours", serde_json::json!(0), "step_hours is 0"),
+        (
+            "weights_file",
+            serde_json::json!("/etc/passwd"),
+            "without a directory part",
+        ),
+        (
+            "weights_file",
+            serde_json::json!("../m/model.safetensors"),
+            "weights_file",
+        ),
+        (
+            "weights_file",
+            serde_json::json!(".."),
+            "weights_file \"..\"",
+        ),
+    ];
+    for (field, value, expected) in cases {
+        let mut manifest = saved.clone();
+        manifest[field] = value;
+        std::fs::write(&path, manifest.to_string()).unwrap();
+        let err = load(dir.path(), &Device::Cpu).unwrap_err();
+        assert!(matches!(err, ModelError::ManifestJson { .. }), "{err}");
+        assert!(err.to_string().contains(expected), "{field}: {err}");
+    }
+    std::fs::write(&path, "[]").unwrap();
+    let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains("invalid type: array, expected an object"),
+        "{err}"
+    );
+}
+
 /// Saves `model` into `dir` with coefficient 6 of variable 0 (the state of p) set to
 /// `value`, and the manifest's weights hash updated so that the model loads.
 fn save_with_p_state_coefficient(model: &NeuralModel, dir: &std::path::Path, value: f32) {
