@@ -36,7 +36,7 @@ pub(crate) async fn download(
                 "result_not_ready",
                 format!(
                     "job {id} is {} and has no result, and never will; read its error at \
-                     /v1/jobs/{id} and submit it again",
+                     /v1/jobs/{id}, fix its cause if it has one, and submit the job again",
                     job.state
                 ),
             ));

@@ -80,9 +80,16 @@ fn describe_deviation(deviations: f32, limit: f32) -> String {
     if deviations.is_nan() {
         "is NaN".to_owned()
     } else {
+        // Plain notation up to a million, exponent form beyond, where plain would run
+        // to dozens of digits.
+        let amount = if deviations < 1e6 {
+            format!("{deviations:.1}")
+        } else {
+            format!("{deviations:.2e}")
+        };
         format!(
-            "lies {deviations:.3e} standard deviations from its training mean, beyond the \
-             limit of {limit}"
+            "lies {amount} standard deviations from its training mean, beyond the limit of \
+             {limit}"
         )
     }
 }

@@ -670,6 +670,13 @@ fn runaway_forecast_is_an_error() {
     assert_eq!(*limit, gridcast_models::DIVERGENCE_LIMIT);
     assert!(*deviations > *limit, "{err}");
     assert!(err.to_string().contains("the forecast of p lies"), "{err}");
+    // Plain notation below a million deviations, exponent form above.
+    let amount = if *deviations < 1e6 {
+        format!("lies {deviations:.1} standard deviations")
+    } else {
+        format!("lies {deviations:.2e} standard deviations")
+    };
+    assert!(err.to_string().contains(&amount), "{err}");
 }
 
 #[test]

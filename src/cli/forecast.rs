@@ -77,9 +77,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let validated = catalog.validate(&request, &RequestLimits::default())?;
     let summary = run_forecast(&catalog, &validated, &args.output, &RunControl::none())?;
     println!(
-        "wrote {} ({} steps of {} h, model {})",
+        "wrote {} ({} step{} of {} h, model {})",
         args.output.display(),
         summary.steps,
+        if summary.steps == 1 { "" } else { "s" },
         validated.step_hours,
         summary.model_id
     );
@@ -155,7 +156,7 @@ pub fn parse_region(text: &str) -> Result<Region, String> {
 /// Rejects an output path that exists but is not a regular file, or whose directory is
 /// missing. The result is renamed into place, which would replace a symbolic link or a
 /// device node instead of writing through it.
-fn check_output_path(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_output_path(path: &Path) -> anyhow::Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && !meta.file_type().is_file()
     {
