@@ -159,3 +159,20 @@ fn data_dir_that_is_a_file_is_named() {
     // The file is left as it was.
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 }
+
+#[test]
+fn result_output_directory_is_rejected() {
+    // The path is checked before the download, so no server is needed.
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gridcast"))
+        .args(["result", "--server", "http://127.0.0.1:9"])
+        .arg("01a24214-908c-7218-8157-9e497f767d23")
+        .arg("-o")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid --output"), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}

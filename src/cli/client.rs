@@ -8,7 +8,7 @@ use gridcast_api::{JobList, JobView, SubmitJob};
 use gridcast_store::JobState;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::forecast::RequestArgs;
+use crate::cli::forecast::{RequestArgs, check_output_path};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
@@ -282,6 +282,7 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 }
 
 pub fn result(args: ResultArgs) -> anyhow::Result<()> {
+    check_output_path(&args.output)?;
     let client =
         ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let bytes = runtime()?.block_on(client.result(&args.id, &args.format))?;
