@@ -125,6 +125,7 @@ impl Catalog {
         let mut unloadable = BTreeMap::new();
         let mut unloadable_ids = BTreeMap::new();
         let mut renamed = BTreeMap::new();
+        let mut loaded_from = BTreeMap::new();
         for dir in subdirectories_with(model_root, "manifest.json", "model")? {
             let mut model = match gridcast_models::load(&dir, &Device::Cpu) {
                 Ok(model) => model,
@@ -164,9 +165,10 @@ impl Catalog {
             {
                 renamed.insert(name.to_owned(), id.clone());
             }
-            if models.contains_key(&id) {
+            if let Some(previous) = loaded_from.insert(id.clone(), dir.clone()) {
                 tracing::warn!(
                     model = %dir.display(),
+                    replaced = %previous.display(),
                     model_id = %id,
                     "another directory under the model root declares the same model_id; \
                      this one replaces it. Give each model directory its own model_id"
