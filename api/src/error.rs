@@ -21,6 +21,27 @@ pub fn shorten(value: &str) -> String {
     }
 }
 
+/// Rejects a query string that repeats a parameter, because a repeated one would
+/// silently keep only its last value. List parameters take commas instead.
+pub fn reject_repeated_parameters(params: &[(String, String)]) -> Result<(), ApiError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in params {
+        if !seen.insert(name.as_str()) {
+            let count = params.iter().filter(|(other, _)| other == name).count();
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                name,
+                format!(
+                    "query parameter {:?} is given {count} times; give it once, with \
+                     comma-separated values where it takes a list (variables=t,p)",
+                    shorten(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An error response of the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {

@@ -311,6 +311,7 @@ pub(crate) async fn list(
 }
 
 fn parse_list_query(params: &[(String, String)]) -> Result<ListQuery, ApiError> {
+    crate::error::reject_repeated_parameters(params)?;
     let mut query = ListQuery {
         limit: DEFAULT_PAGE,
         ..ListQuery::default()

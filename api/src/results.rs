@@ -16,6 +16,7 @@ pub(crate) async fn download(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
+    crate::error::reject_repeated_parameters(&params)?;
     let format = result_format(&params)?;
     let job = load_job(&state, &principal, id).await?;
     let key = match (&job.state, &job.result_key) {

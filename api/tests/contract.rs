@@ -428,6 +428,8 @@ async fn list_filters_and_rejects_bad_query() {
         ("limit=ten", "limit"),
         ("cursor=zz", "cursor"),
         ("page=2", "page"),
+        ("limit=1&limit=2", "limit"),
+        ("state=queued&limit=5&state=running", "state"),
     ] {
         let reply = app.get(&format!("/v1/jobs?{query}")).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");

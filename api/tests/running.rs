@@ -175,6 +175,8 @@ async fn check_json_result(app: &common::TestApp, id: &str, netcdf: &[u8]) {
         ("bbox=1,2", "bbox"),
         ("bbox=-40,-10,-110,-90", "bbox"),
         ("colour=red", "colour"),
+        ("variables=t&variables=p", "variables"),
+        ("format=netcdf", "format"),
     ] {
         let reply = app
             .get(&format!("/v1/jobs/{id}/result?format=json&{query}"))
