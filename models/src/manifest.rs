@@ -13,6 +13,41 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Version of the manifest layout; bumped when a field changes meaning.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// Longest `model_id`, in characters.
+pub const MAX_MODEL_ID_CHARS: usize = 64;
+
+/// Ids of the baselines, which a trained model may not take.
+const BASELINE_IDS: [&str; 2] = ["persistence", "climatology"];
+
+/// Checks that `id` can name a trained model: 1 to [`MAX_MODEL_ID_CHARS`] ASCII
+/// letters, digits, `-`, `_` and `.`, starting with a letter or digit, and not a
+/// baseline's id. Ids appear in URLs, logs and file listings, so they stay plain.
+pub fn check_model_id(id: &str) -> Result<(), String> {
+    let prefix: String = id.chars().take(MAX_MODEL_ID_CHARS).collect();
+    let quoted = if prefix.len() < id.len() {
+        format!("{prefix:?} (cut to {MAX_MODEL_ID_CHARS} characters)")
+    } else {
+        format!("{prefix:?}")
+    };
+    let plain = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let starts_plain = id.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !plain || !starts_plain || id.len() > MAX_MODEL_ID_CHARS {
+        return Err(format!(
+            "model_id {quoted} is invalid: use 1 to {MAX_MODEL_ID_CHARS} ASCII letters, \
+             digits, '-', '_' and '.', starting with a letter or digit, such as \
+             \"storm-cnn\""
+        ));
+    }
+    if BASELINE_IDS.contains(&id) {
+        return Err(format!(
+            "model_id {quoted} is the name of a built-in baseline; give the model another id"
+        ));
+    }
+    Ok(())
+}
+
 /// Number of consecutive states one network step reads: the current state and the one
 /// a step earlier, whose difference is the trend input.
 pub const NETWORK_HISTORY: usize = 2;
@@ -325,7 +360,7 @@ impl Manifest {
     }
 
     /// Describes the first top-level field that this crate cannot run: a format from
-    /// another version, an empty id, a zero step, a history the network does not read,
+    /// another version, an invalid id, a zero step, a history the network does not read,
     /// or a weights file outside the model directory.
     fn invalid_field(&self) -> Option<String> {
         if self.format_version != MANIFEST_FORMAT {
@@ -335,12 +370,8 @@ impl Manifest {
                 self.format_version
             ));
         }
-        if self.model_id.is_empty() || self.model_id.chars().any(char::is_control) {
-            return Some(format!(
-                "model_id {:?} must be a non-empty name without control characters; set \
-                 it to the model directory's name",
-                self.model_id
-            ));
+        if let Err(message) = check_model_id(&self.model_id) {
+            return Some(message);
         }
         if self.step_hours == 0 {
             return Some("step_hours is 0; it must be the model step in hours, such as 6".into());

@@ -566,12 +566,37 @@ fn manifest_fields_checked_at_load() {
         (
             "model_id",
             serde_json::json!(""),
-            "model_id \"\" must be a non-empty name",
+            "model_id \"\" is invalid: use 1 to 64",
         ),
         (
             "model_id",
             serde_json::json!("a\nb"),
-            "without control characters",
+            "model_id \"a\\nb\" is invalid",
+        ),
+        (
+            "model_id",
+            serde_json::json!("   "),
+            "model_id \"   \" is invalid",
+        ),
+        (
+            "model_id",
+            serde_json::json!(".."),
+            "model_id \"..\" is invalid",
+        ),
+        (
+            "model_id",
+            serde_json::json!("a/b"),
+            "model_id \"a/b\" is invalid",
+        ),
+        (
+            "model_id",
+            serde_json::json!("x".repeat(65)),
+            "(cut to 64 characters)",
+        ),
+        (
+            "model_id",
+            serde_json::json!("persistence"),
+            "name of a built-in baseline",
         ),
         ("step_hours", serde_json::json!(0), "step_hours is 0"),
         (

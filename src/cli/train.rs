@@ -293,6 +293,13 @@ fn train_config(args: &Args) -> TrainConfig {
 /// path fails before minutes of training rather than after them.
 fn check_out_dir(out: &Path) -> anyhow::Result<()> {
     let advice = "choose a directory this user can write, or omit --out for models/storm-cnn";
+    // The directory's name becomes the model_id, which loading checks.
+    if let Err(message) = gridcast_models::manifest::check_model_id(&model_id(out)) {
+        bail!(
+            "invalid --out {}: the directory's name becomes the model id, and {message}",
+            out.display()
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| {
         format!(
             "invalid --out {}: cannot create it; {advice}",
@@ -467,6 +474,14 @@ mod tests {
             err.contains("choose a directory this user can write"),
             "{err}"
         );
+
+        // The directory's name becomes the model id, so it must be a valid one.
+        for name in ["my model", "persistence"] {
+            let out = dir.path().join(name);
+            let err = format!("{:#}", check_out_dir(&out).unwrap_err());
+            assert!(err.contains("becomes the model id"), "{name}: {err}");
+            assert!(!out.exists(), "{name}: created before the check");
+        }
     }
 
     #[test]
