@@ -41,6 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("failed to open bank {}", args.bank.display()))?;
     match args.command {
         BankCommand::Export { file } => {
+            crate::cli::forecast::check_output_path(&file, "export FILE")?;
             let records = bank
                 .export(&file, chrono::Utc::now())
                 .with_context(|| format!("failed to export bank to {}", file.display()))?;

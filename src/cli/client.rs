@@ -282,7 +282,7 @@ pub fn jobs(args: JobsArgs) -> anyhow::Result<()> {
 }
 
 pub fn result(args: ResultArgs) -> anyhow::Result<()> {
-    check_output_path(&args.output)?;
+    check_output_path(&args.output, "--output")?;
     let client =
         ApiClient::new(&args.server.server).with_api_key(args.server.api_key.as_deref())?;
     let bytes = runtime()?.block_on(client.result(&args.id, &args.format))?;

@@ -70,7 +70,7 @@ impl RequestArgs {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_output_path(&args.output)?;
+    check_output_path(&args.output, "--output")?;
     let catalog = Catalog::open(&args.data_root, &args.model_root)
         .context("failed to open the data and model catalog")?;
     let request = args.request.into_request();
@@ -153,15 +153,23 @@ pub fn parse_region(text: &str) -> Result<Region, String> {
     })
 }
 
-/// Rejects an output path that exists but is not a regular file, or whose directory is
-/// missing. The result is renamed into place, which would replace a symbolic link or a
-/// device node instead of writing through it.
-pub(crate) fn check_output_path(path: &Path) -> anyhow::Result<()> {
+/// Rejects an output path, given as `argument` (such as `--output`), that names a
+/// directory, exists but is not a regular file, or lies in a missing directory. Outputs
+/// are renamed into place, which would replace a symbolic link or a device node
+/// instead of writing through it.
+pub(crate) fn check_output_path(path: &Path, argument: &str) -> anyhow::Result<()> {
+    let names_directory = path.as_os_str().as_encoded_bytes().ends_with(b"/");
+    if names_directory || path.file_name().is_none() {
+        anyhow::bail!(
+            "invalid {argument} {}: it names a directory, not a file; give a file path",
+            path.display()
+        );
+    }
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && !meta.file_type().is_file()
     {
         anyhow::bail!(
-            "invalid --output {}: it exists and is not a regular file (a link, directory \
+            "invalid {argument} {}: it exists and is not a regular file (a link, directory \
              or device); give a new or regular file path",
             path.display()
         );
@@ -173,12 +181,12 @@ pub(crate) fn check_output_path(path: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(directory) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => anyhow::bail!(
-            "invalid --output {}: {} is a file, not a directory; choose another path",
+            "invalid {argument} {}: {} is a file, not a directory; choose another path",
             path.display(),
             directory.display()
         ),
         Err(_) => anyhow::bail!(
-            "invalid --output {}: the output directory {} does not exist; create it or \
+            "invalid {argument} {}: the output directory {} does not exist; create it or \
              choose another path",
             path.display(),
             directory.display()
@@ -217,7 +225,9 @@ mod tests {
     fn missing_output_directory_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("absent/x.nc");
-        let text = check_output_path(&missing).unwrap_err().to_string();
+        let text = check_output_path(&missing, "--output")
+            .unwrap_err()
+            .to_string();
         let absent = dir.path().join("absent");
         assert!(
             text.contains(&format!(
@@ -231,11 +241,27 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, b"").unwrap();
         let under_file = file.join("x.nc");
-        let text = check_output_path(&under_file).unwrap_err().to_string();
+        let text = check_output_path(&under_file, "--output")
+            .unwrap_err()
+            .to_string();
         assert!(text.contains("is a file, not a directory"), "{text}");
 
-        assert!(check_output_path(&dir.path().join("x.nc")).is_ok());
-        assert!(check_output_path(Path::new("x.nc")).is_ok());
+        assert!(check_output_path(&dir.path().join("x.nc"), "--output").is_ok());
+        assert!(check_output_path(Path::new("x.nc"), "--output").is_ok());
+    }
+
+    #[test]
+    fn directory_output_path_rejected() {
+        // A missing directory written with a trailing slash, and paths with no file name.
+        for path in ["missing-dir/", "..", "/"] {
+            let text = check_output_path(Path::new(path), "--output")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("it names a directory, not a file"),
+                "{path}: {text}"
+            );
+        }
     }
 
     #[test]
