@@ -32,8 +32,8 @@ pub fn reject_repeated_parameters(params: &[(String, String)]) -> Result<(), Api
                 "invalid_query",
                 name,
                 format!(
-                    "query parameter {:?} is given {count} times; give it once, with \
-                     comma-separated values where it takes a list (variables=t,p)",
+                    "query parameter {:?} is given {count} times; give it once (a \
+                     parameter that takes a list takes it comma-separated)",
                     shorten(name)
                 ),
             ));

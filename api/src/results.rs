@@ -60,6 +60,7 @@ pub(crate) async fn download(
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ResultFormat {
     NetCdf,
     Json,
@@ -83,6 +84,20 @@ fn result_format(params: &[(String, String)]) -> Result<ResultFormat, ApiError> 
             }
             _ => {}
         }
+    }
+    // The stored file is served whole, so a subset parameter would be silently ignored.
+    if format == ResultFormat::NetCdf
+        && let Some((name, _)) = params.iter().find(|(name, _)| name != "format")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            name,
+            format!(
+                "query parameter {:?} applies only with format=json; the netCDF result is \
+                 the whole stored file, so add format=json to take a subset",
+                crate::error::shorten(name)
+            ),
+        ));
     }
     Ok(format)
 }

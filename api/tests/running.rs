@@ -184,4 +184,19 @@ async fn check_json_result(app: &common::TestApp, id: &str, netcdf: &[u8]) {
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(reply.json()["error"]["field"], field, "{query}");
     }
+    // The netCDF file is served whole, so subset parameters need format=json.
+    for (query, field) in [
+        ("variables=t", "variables"),
+        ("format=netcdf&bbox=35,45,-110,-90", "bbox"),
+        ("colour=red", "colour"),
+    ] {
+        let reply = app.get(&format!("/v1/jobs/{id}/result?{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(reply.json()["error"]["field"], field, "{query}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("add format=json"), "{query}: {message}");
+    }
 }
