@@ -82,6 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut service_args = args.service.clone();
     // The embedded service is private to this command: a free port on loopback.
+    if let Some(listen) = &service_args.listen {
+        eprintln!(
+            "warning: ignoring --listen {listen} (or GRIDCAST_LISTEN): `gridcast run` \
+             serves its batch on a free loopback port; use `gridcast serve` to listen there"
+        );
+    }
     service_args.listen = Some("127.0.0.1:0".to_owned());
     let config = service_args.resolve(batch.service)?;
     // The batch's own progress bars and summary are the output here; service logs
