@@ -40,6 +40,10 @@ impl RequestCatalog for EngineCatalog {
             lead_steps: validated.steps,
         })
     }
+
+    fn check_cycle(&self, request: &ForecastRequest) -> Result<(), RequestError> {
+        self.catalog.validate(request, &self.limits).map(|_| ())
+    }
 }
 
 impl InputAvailability for EngineCatalog {

@@ -81,6 +81,17 @@ impl Scheduler {
                 });
             }
         }
+        if schedule.rule.next_after(self.ports.clock.now()).is_none() {
+            warnings.push(Warning {
+                code: "rule_never_fires",
+                message: format!(
+                    "cron rule {:?} fires no cycle after now, so this schedule runs only \
+                     backfills and triggers",
+                    schedule.spec.cron
+                ),
+                field: Some("cron".into()),
+            });
+        }
         Ok((schedule, warnings))
     }
 

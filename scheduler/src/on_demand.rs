@@ -154,6 +154,20 @@ impl Scheduler {
             return Err(ApiError::invalid("range_too_large", message, Some("to")));
         }
         self.check_time_span(&schedule, &times)?;
+        // The data span is fine, but the model may need states before the first cycle.
+        if let Some(first) = times.first() {
+            self.ports
+                .catalog
+                .check_cycle(&schedule.request(*first))
+                .map_err(|err| {
+                    let message = format!(
+                        "the first cycle of the range, {}, cannot run: {err}; start the \
+                         range later",
+                        first.to_rfc3339()
+                    );
+                    ApiError::invalid("invalid_range", message, Some("from"))
+                })?;
+        }
         let cycles: Vec<CycleRecord> = times
             .iter()
             .map(|t| self.new_cycle(id, *t, CycleOrigin::Backfill))

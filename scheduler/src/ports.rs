@@ -150,6 +150,13 @@ pub struct RequestShape {
 /// engine's `Catalog` is expected to provide it.
 pub trait RequestCatalog: Send + Sync {
     fn check(&self, request: &ForecastRequest) -> Result<RequestShape, RequestError>;
+
+    /// Checks one cycle's request at its own init time, which [`RequestCatalog::check`]
+    /// does not: a backfill's first cycle may lie too early for the model's history.
+    /// Catalogs without a time axis accept every cycle.
+    fn check_cycle(&self, _request: &ForecastRequest) -> Result<(), RequestError> {
+        Ok(())
+    }
 }
 
 /// A finished scheduled forecast to verify against analyses.

@@ -86,3 +86,20 @@ fn input_follows_storm_time_axis() {
     assert!(!catalog.has_time("storm-1996", last + chrono::Duration::hours(6)));
     assert!(!catalog.has_time("era5", first));
 }
+
+#[test]
+fn cycle_checked_at_its_own_init_time() {
+    // With the shipped model, which needs the state 6 h before its init time.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let catalog = Catalog::open(&root.join("data"), &root.join("models")).unwrap();
+    let catalog = EngineCatalog::new(Arc::new(catalog), RequestLimits::default());
+    let at = |hour| ForecastRequest {
+        model: Some("storm-cnn".into()),
+        init_time: Utc.with_ymd_and_hms(1996, 1, 5, hour, 0, 0).unwrap(),
+        ..request()
+    };
+    let err = catalog.check_cycle(&at(0)).unwrap_err();
+    assert_eq!(err.field, "init_time");
+    assert!(err.to_string().contains("1996-01-05T06:00:00"), "{err}");
+    assert!(catalog.check_cycle(&at(6)).is_ok());
+}

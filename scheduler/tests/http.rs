@@ -656,3 +656,61 @@ async fn duplicate_key_and_long_id_in_errors() {
     );
     assert!(!message.contains(&"x".repeat(65)), "{message}");
 }
+
+#[tokio::test]
+async fn backfill_needing_earlier_state_is_rejected() {
+    let bank = Arc::new(Bank::open_in_memory().unwrap());
+    let clock = Arc::new(TokioClock::starting_at(
+        storm_1996_start() + chrono::Duration::days(20),
+    ));
+    let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));
+    let h = harness(bank, clock, Arc::new(FakeSubmitter::default()), inputs);
+    let router = routes(h.scheduler.clone());
+    let body = with(spec_json(), "model", json!("neural"));
+    let (status, created) = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let uri = "/v1/schedules/storm/backfill";
+
+    // The first analysis has no state before it, so the neural model cannot start there.
+    let early = r#"{"from": "1996-01-05", "to": "1996-01-05T12"}"#;
+    let result = call(&router, Method::POST, uri, Some(early)).await;
+    assert_error(
+        &result,
+        StatusCode::BAD_REQUEST,
+        "invalid_range",
+        Some("from"),
+    );
+    let message = result.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot run"), "{message}");
+    assert!(message.contains("needs 1 earlier state"), "{message}");
+    assert!(h.scheduler.bank().cycles("storm", &[]).unwrap().is_empty());
+
+    let later = r#"{"from": "1996-01-05T06", "to": "1996-01-05T12"}"#;
+    let (status, accepted) = call(&router, Method::POST, uri, Some(later)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["cycles"], 2);
+}
+
+#[tokio::test]
+async fn rule_that_never_fires_gets_warning() {
+    let (_h, router) = setup();
+    // A rule for 1990 only, long before the clock.
+    let body = with(spec_json(), "cron", json!("0 0 */6 * * * 1990"));
+    let (status, created) = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["schedule"]["next_cycle"], Value::Null);
+    let warning = &created["warnings"][0];
+    assert_eq!(warning["code"], "rule_never_fires");
+    assert_eq!(warning["field"], "cron");
+
+    // A rule that fires gets no warning.
+    let body = with(with_id(spec_json(), "fires"), "cron", json!("0 */6 * * *"));
+    let (status, created) = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["warnings"], json!([]));
+}
+
+fn with_id(mut value: Value, id: &str) -> Value {
+    value["id"] = json!(id);
+    value
+}

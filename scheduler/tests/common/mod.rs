@@ -113,6 +113,19 @@ impl JobSubmitter for FakeSubmitter {
 pub struct FakeCatalog;
 
 impl RequestCatalog for FakeCatalog {
+    /// The `neural` model needs the state before its init time, so it cannot start at
+    /// the first analysis.
+    fn check_cycle(&self, request: &ForecastRequest) -> Result<(), RequestError> {
+        let first = gridcast_scheduler::clock::storm_1996_start();
+        if request.model.as_deref() == Some("neural") && request.init_time <= first {
+            return Err(RequestError {
+                field: "init_time".into(),
+                message: "init time needs 1 earlier state".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn check(&self, request: &ForecastRequest) -> Result<RequestShape, RequestError> {
         let error = |field: &str, message: &str| RequestError {
             field: field.into(),
