@@ -125,8 +125,8 @@ pub fn openapi_document() -> Value {
             },
             "/v1/models": {
                 "get": {
-                    "summary": "List models, including the persistence and climatology baselines",
-                    "responses": { "200": { "description": "{\"models\": [...]}", "content": { "application/json": { "schema": { "type": "object" } } } } }
+                    "summary": "List models, including the persistence and climatology baselines, and the model directories that failed to load",
+                    "responses": { "200": { "description": "{\"models\": [...], \"unavailable\": [{\"id\", \"model_id\", \"error\"}]}", "content": { "application/json": { "schema": { "type": "object" } } } } }
                 }
             },
             "/v1/datasets": {

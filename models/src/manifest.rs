@@ -386,11 +386,12 @@ impl Manifest {
         }
         let plain_name = Path::new(&self.weights_file)
             .file_name()
-            .is_some_and(|name| name == self.weights_file.as_str());
+            .is_some_and(|name| name == self.weights_file.as_str())
+            && !self.weights_file.chars().any(char::is_control);
         if !plain_name {
             return Some(format!(
                 "weights_file {:?} must be a file name inside the model directory, without \
-                 a directory part, such as \"model.safetensors\"",
+                 a directory part or control characters, such as \"model.safetensors\"",
                 self.weights_file
             ));
         }

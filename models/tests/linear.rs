@@ -606,6 +606,11 @@ fn manifest_fields_checked_at_load() {
         ),
         (
             "weights_file",
+            serde_json::json!("model\u{0}.safetensors"),
+            "or control characters",
+        ),
+        (
+            "weights_file",
             serde_json::json!("../m/model.safetensors"),
             "weights_file",
         ),
