@@ -55,6 +55,20 @@ impl Bank {
     /// file is written under a temporary name and renamed, so a failed export leaves no
     /// partial file at `path`.
     pub fn export(&self, path: &Path, now: DateTime<Utc>) -> Result<u64, BankError> {
+        // The rename below would replace a link or a device node, /dev/null included,
+        // instead of writing through it.
+        if let Ok(meta) = std::fs::symlink_metadata(path)
+            && !meta.file_type().is_file()
+        {
+            return Err(BankError::Io {
+                path: path.to_path_buf(),
+                error: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "it exists and is not a regular file (a link, directory or device); \
+                     give a new or regular file path",
+                ),
+            });
+        }
         let (outcomes, skills) = self.read_all_records()?;
         let header = Header {
             format: EXPORT_FORMAT.to_string(),

@@ -208,3 +208,28 @@ fn newer_schema_fails_to_open() {
         "{err:?}"
     );
 }
+
+#[test]
+fn export_never_replaces_a_link_or_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bank = filled_bank(&dir.path().join("bank.sqlite"));
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, "keep").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    for path in [&link, &folder] {
+        let err = bank.export(path, time(10)).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    assert!(folder.is_dir());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
