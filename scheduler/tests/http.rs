@@ -18,9 +18,13 @@ use tower::ServiceExt;
 use common::{FakeSubmitter, Harness, harness, storm_spec};
 
 fn setup() -> (Harness, Router) {
-    let bank = Arc::new(Bank::open_in_memory().unwrap());
     // Two days after the storm-1996 start, so backfills into the dataset are in the past.
-    let start = storm_1996_start() + chrono::Duration::days(2);
+    setup_at(storm_1996_start() + chrono::Duration::days(2))
+}
+
+/// Builds the routes on an in-memory bank with the clock at `start`.
+fn setup_at(start: chrono::DateTime<chrono::Utc>) -> (Harness, Router) {
+    let bank = Arc::new(Bank::open_in_memory().unwrap());
     let clock = Arc::new(TokioClock::starting_at(start));
     let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));
     let h = harness(bank, clock, Arc::new(FakeSubmitter::default()), inputs);
@@ -572,14 +576,8 @@ async fn backfill_bad_times_name_field() {
 
 #[tokio::test]
 async fn backfill_outside_data_is_rejected() {
-    let bank = Arc::new(Bank::open_in_memory().unwrap());
     // After the end of the data, so that ranges past it are not in the future.
-    let clock = Arc::new(TokioClock::starting_at(
-        storm_1996_start() + chrono::Duration::days(20),
-    ));
-    let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));
-    let h = harness(bank, clock, Arc::new(FakeSubmitter::default()), inputs);
-    let router = routes(h.scheduler.clone());
+    let (h, router) = setup_at(storm_1996_start() + chrono::Duration::days(20));
     call(
         &router,
         Method::POST,
@@ -659,13 +657,7 @@ async fn duplicate_key_and_long_id_in_errors() {
 
 #[tokio::test]
 async fn backfill_needing_earlier_state_is_rejected() {
-    let bank = Arc::new(Bank::open_in_memory().unwrap());
-    let clock = Arc::new(TokioClock::starting_at(
-        storm_1996_start() + chrono::Duration::days(20),
-    ));
-    let inputs = Arc::new(FixedTimes::storm_1996("storm-1996"));
-    let h = harness(bank, clock, Arc::new(FakeSubmitter::default()), inputs);
-    let router = routes(h.scheduler.clone());
+    let (h, router) = setup_at(storm_1996_start() + chrono::Duration::days(20));
     let body = with(spec_json(), "model", json!("neural"));
     let (status, created) = call(&router, Method::POST, "/v1/schedules", Some(&body)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
