@@ -210,7 +210,7 @@ fn newer_schema_fails_to_open() {
 }
 
 #[test]
-fn export_never_replaces_a_link_or_directory() {
+fn export_keeps_links_and_directories() {
     let dir = tempfile::tempdir().unwrap();
     let bank = filled_bank(&dir.path().join("bank.sqlite"));
     let target = dir.path().join("target.txt");

@@ -546,6 +546,7 @@ fn manifest_fields_checked_at_load() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(load(dir.path(), &Device::Cpu).is_ok());
+
     let cases = [
         (
             "history_len",
@@ -628,6 +629,8 @@ fn manifest_fields_checked_at_load() {
         assert!(matches!(err, ModelError::ManifestJson { .. }), "{err}");
         assert!(err.to_string().contains(expected), "{field}: {err}");
     }
+
+    // A whole manifest that is an array is a type error in JSON words.
     std::fs::write(&path, "[]").unwrap();
     let err = load(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(

@@ -487,8 +487,8 @@ async fn cancel_running_job_reaches_worker(backend: Backend) {
     assert_eq!(job.steps_done, 2);
 }
 
-/// A run that fails before its first heartbeat still reports the steps it finished,
-/// and a later, smaller count never lowers what a heartbeat recorded.
+/// Checks that a run failing before its first heartbeat still reports the steps it
+/// finished, and that a smaller final count never lowers what a heartbeat recorded.
 async fn failure_records_finished_steps(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let store = fx.store.clone();

@@ -113,8 +113,8 @@ impl JobSubmitter for FakeSubmitter {
 pub struct FakeCatalog;
 
 impl RequestCatalog for FakeCatalog {
-    /// The `neural` model needs the state before its init time, so it cannot start at
-    /// the first analysis.
+    /// Rejects a `neural` cycle at the first analysis, because that model needs the
+    /// state before its init time.
     fn check_cycle(&self, request: &ForecastRequest) -> Result<(), RequestError> {
         let first = gridcast_scheduler::clock::storm_1996_start();
         if request.model.as_deref() == Some("neural") && request.init_time <= first {
